@@ -1,0 +1,1 @@
+"""Example job types added from outside the jobengine repository."""

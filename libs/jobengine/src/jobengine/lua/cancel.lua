@@ -1,0 +1,31 @@
+-- Cancel a job. Queued or scheduled: canceled at once. Started: flagged, and its worker told through
+-- RQ's command channel (the stop-job command of rq.command.send_stop_job_command).
+-- ARGV[1] job id  ARGV[2] now (epoch s)  ARGV[3] now (RQ timestamp)  ARGV[4] cancel message (base64 zlib)
+-- Returns {result, status}: result is canceled | stopping | terminal | missing
+local id = ARGV[1]
+local jk = 'rq:job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl')
+local st, q = f[1], f[2]
+if not st then return {'missing', ''} end
+if st == 'started' then
+  redis.call('HSET', jk, 'jobengine_cancel', '1')
+  if f[3] and f[3] ~= '' then
+    redis.call('PUBLISH', 'rq:pubsub:' .. f[3], '{"command": "stop-job", "job_id": "' .. id .. '"}')
+  end
+  return {'stopping', st}
+end
+if st == 'queued' then
+  redis.call('LREM', 'rq:queue:' .. q, 0, id)
+elseif st == 'scheduled' then
+  redis.call('ZREM', 'rq:scheduled:' .. q, id)
+else
+  return {'terminal', st}
+end
+local ttl = tonumber(f[4]) or 604800
+redis.call('HSET', jk, 'status', 'canceled', 'ended_at', ARGV[3], 'jobengine_cancel', '1')
+redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', '10', '*', 'type', '3', 'worker_name', '', 'exc_string', ARGV[4])
+redis.call('EXPIRE', jk, ttl)
+redis.call('EXPIRE', 'rq:results:' .. id, ttl)
+redis.call('ZADD', 'rq:canceled:' .. q, tonumber(ARGV[2]) + ttl, id)
+redis.call('PUBLISH', 'jobengine:done:' .. id, 'canceled')
+return {'canceled', 'canceled'}

@@ -1,0 +1,22 @@
+-- Requeue a failed (or canceled) job with a fresh retry budget. ARGV[1] job id  ARGV[2] now (RQ timestamp)
+-- Returns {result, status}: queued | not_failed | missing
+local id = ARGV[1]
+local jk = 'rq:job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals')
+if not f[1] then return {'missing', ''} end
+if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
+local q = f[2]
+redis.call('ZREM', 'rq:failed:' .. q, id)
+redis.call('ZREM', 'rq:canceled:' .. q, id)
+local retries = 0
+if f[3] then retries = #cjson.decode(f[3]) end
+redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[2], 'started_at', '', 'ended_at', '',
+           'worker_name', '', 'retries_left', retries, 'number_of_retries', 0, 'jobengine_recoveries', 0)
+redis.call('HDEL', jk, 'jobengine_cancel', 'jobengine_progress')
+redis.call('PERSIST', jk)
+redis.call('PERSIST', 'rq:results:' .. id)
+redis.call('RPUSH', 'rq:queue:' .. q, id)
+redis.call('SADD', 'rq:queues', 'rq:queue:' .. q)
+redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
+redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
+return {'queued', 'queued'}

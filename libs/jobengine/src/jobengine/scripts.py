@@ -1,0 +1,30 @@
+"""The Lua scripts that move jobs between states atomically, loaded for a sync or an async client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+SCRIPT_NAMES = ("enqueue", "claim", "complete", "recover", "schedule", "cancel", "requeue")
+
+
+def source(name: str) -> str:
+    return resources.files("jobengine").joinpath(f"lua/{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """Registered scripts (redis-py Script or AsyncScript objects): EVALSHA, falling back to EVAL."""
+
+    enqueue: Any
+    claim: Any
+    complete: Any
+    recover: Any
+    schedule: Any
+    cancel: Any
+    requeue: Any
+
+    @classmethod
+    def register(cls, client: Any) -> Scripts:
+        return cls(**{name: client.register_script(source(name)) for name in SCRIPT_NAMES})

@@ -1,0 +1,114 @@
+"""Settings from environment variables, all prefixed JOBENGINE_ (REDIS_URL is also accepted).
+
+Validated once at start; a bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBENGINE_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = Field(
+        "production", description="development relaxes nothing about jobs; it only allows the embedded Redis."
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("JOBENGINE_REDIS_URL", "REDIS_URL"),
+        description="redis:// or rediss:// URL. Unset: an embedded Redis is started (make run only).",
+    )
+    redis_socket_timeout: float = Field(5.0, gt=0, description="Seconds before a Redis call counts as failed.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    job_type_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated modules whose JOB_TYPES list is added to the catalog "
+        "(besides packages exposing the 'jobengine.job_types' entry point).",
+    )
+    default_queue: str = Field("default", pattern=QUEUE_NAME_PATTERN)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Requests with a larger body get 413.")
+    max_batch_size: int = Field(1000, ge=1, le=100_000)
+    idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
+    max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
+
+    # Worker
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["high", "default", "low"],
+        description="Queues this worker serves, highest priority first, comma-separated.",
+    )
+    worker_name: str | None = Field(None, description="Unique worker name; default host name + pid.")
+    batch_size: int = Field(16, ge=1, le=1000, description="Jobs a worker claims per Redis round trip.")
+    drain_seconds: float = Field(
+        25.0, ge=0, description="On SIGTERM, how long running jobs may finish before they go back to their queue."
+    )
+    heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews its claim on running jobs.")
+    abandoned_after_seconds: float = Field(
+        15.0, gt=0, description="A claim not renewed for this long means its worker died; its jobs are recovered."
+    )
+    hard_kill_grace_seconds: float = Field(
+        5.0, ge=0, description="After a job's timeout, how long before its executor process is killed."
+    )
+    max_recoveries: int = Field(
+        3, ge=0, description="Times a job whose worker died is requeued before it fails as abandoned."
+    )
+    metrics_port: int = Field(9100, ge=0, le=65535, description="Worker /metrics port; 0 turns it off.")
+    metrics_host: str = "127.0.0.1"
+
+    @field_validator("queues", "job_type_modules", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queue_names(cls, value: list[str]) -> list[str]:
+        import re
+
+        if not value:
+            raise ValueError("at least one queue is needed")
+        for name in value:
+            if not re.match(QUEUE_NAME_PATTERN, name):
+                raise ValueError(f"invalid queue name {name!r}: letters, digits, '_', '.', '-' only")
+        return value
+
+    @field_validator("abandoned_after_seconds")
+    @classmethod
+    def _abandon_after_heartbeat(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]
+        heartbeat = info.data.get("heartbeat_seconds")
+        if heartbeat is not None and value < 2 * heartbeat:
+            raise ValueError("must be at least twice JOBENGINE_HEARTBEAT_SECONDS")
+        return value
+
+
+def load_settings() -> Settings:
+    """Read settings or exit with one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = field if field.upper().startswith(("JOBENGINE_", "REDIS_URL")) else f"JOBENGINE_{field.upper()}"
+            lines.append(f"invalid setting {var}: {err['msg']} (got {err.get('input')!r})")
+        sys.stderr.write("\n".join(lines) + "\n")
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

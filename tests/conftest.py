@@ -1,0 +1,187 @@
+"""Shared fixtures: a real redis-server per test session, and the real API and worker as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from jobengine.redis_conn import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(directory=str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """A flushed database on the session's redis-server (restarted if a test stopped it)."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBENGINE_", "OTEL_"))}
+    env.update(
+        JOBENGINE_REDIS_URL=redis_url,
+        JOBENGINE_LOG_LEVEL="INFO",
+        JOBENGINE_HEARTBEAT_SECONDS="0.5",
+        JOBENGINE_ABANDONED_AFTER_SECONDS="3",
+        JOBENGINE_METRICS_PORT="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A service process whose output goes to a log file the test can read."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(5)
+        else:  # reap the executor children the worker may have left when it was SIGKILLed
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
+    procs: list[Proc] = []
+
+    def start(*, name: str | None = None, wait_ready: bool = True, **env: str) -> Proc:
+        n = len(procs)
+        extra = {"JOBENGINE_WORKER_NAME": name or f"test-worker-{n}-{os.getpid()}", **env}
+        proc = Proc([sys.executable, "-m", "jobengine_worker"], service_env(redis_url, **extra),
+                    tmp_path / f"worker-{n}.log")
+        procs.append(proc)
+        if wait_ready:
+            client = redis.Redis.from_url(redis_url)
+            deadline = time.monotonic() + 20
+            while not client.exists(f"rq:worker:{extra['JOBENGINE_WORKER_NAME']}"):
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker did not start:\n{proc.log()}")
+                time.sleep(0.05)
+            client.close()
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+class Api:
+    def __init__(self, proc: Proc, base_url: str) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+
+
+@pytest.fixture
+def start_api(redis_url: str, tmp_path: Path) -> Iterator:
+    apis: list[Api] = []
+
+    def start(**env: str) -> Api:
+        port = free_port()
+        extra = {"JOBENGINE_API_PORT": str(port), **env}
+        proc = Proc([sys.executable, "-m", "jobengine_api"], service_env(redis_url, **extra),
+                    tmp_path / f"api-{len(apis)}.log")
+        api = Api(proc, f"http://127.0.0.1:{port}")
+        apis.append(api)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if api.client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"API did not start:\n{proc.log()}")
+            time.sleep(0.05)
+        return api
+
+    yield start
+    for api in apis:
+        api.client.close()
+        api.proc.stop()
+
+
+@pytest.fixture
+def api(start_api) -> Api:  # type: ignore[no-untyped-def]
+    return start_api()
+
+
+@pytest.fixture
+def worker(start_worker) -> Proc:  # type: ignore[no-untyped-def]
+    return start_worker()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll until predicate() is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(interval)
