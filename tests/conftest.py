@@ -52,6 +52,7 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
         JOBENGINE_HEARTBEAT_SECONDS="0.5",
         JOBENGINE_ABANDONED_AFTER_SECONDS="3",
         JOBENGINE_METRICS_PORT="0",
+        JOBENGINE_JOB_TYPE_MODULES="tests.support.jobs",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
@@ -61,7 +62,8 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 class Proc:
     """A service process whose output goes to a log file the test can read."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, name: str = "") -> None:
+        self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.popen = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -112,7 +114,7 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
         n = len(procs)
         extra = {"JOBENGINE_WORKER_NAME": name or f"test-worker-{n}-{os.getpid()}", **env}
         proc = Proc([sys.executable, "-m", "jobengine_worker"], service_env(redis_url, **extra),
-                    tmp_path / f"worker-{n}.log")
+                    tmp_path / f"worker-{n}.log", name=extra["JOBENGINE_WORKER_NAME"])
         procs.append(proc)
         if wait_ready:
             client = redis.Redis.from_url(redis_url)

@@ -3,6 +3,8 @@
 -- under '<job_id>:<execution_id>', scored by the time the claim expires unless renewed.
 -- ARGV[1] claim expiry (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name
 -- ARGV[4] execution id prefix  ARGV[5] max jobs  ARGV[6..] queue names, highest priority first
+-- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
+-- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl, traceparent
 local out = {}
 local n = 0
 local limit = tonumber(ARGV[5])
@@ -14,9 +16,10 @@ for i = 6, #ARGV do
     if not ids then break end
     for _, id in ipairs(ids) do
       local jk = 'rq:job:' .. id
-      local f = redis.call('HMGET', jk, 'status', 'data', 'timeout', 'meta', 'retries_left', 'retry_intervals',
-                           'number_of_retries', 'enqueued_at', 'jobengine_recoveries', 'jobengine_cancel')
-      if f[1] == 'queued' and not f[10] then
+      local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
+                           'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
+                           'failure_ttl', 'traceparent')
+      if f[1] == 'queued' and not f[2] then
         n = n + 1
         local exec = ARGV[4] .. n
         redis.call('HSET', jk, 'status', 'started', 'started_at', ARGV[2], 'ended_at', '',
@@ -24,7 +27,7 @@ for i = 6, #ARGV do
         local attempts = redis.call('HINCRBY', jk, 'jobengine_attempts', 1)
         redis.call('PERSIST', jk)
         redis.call('ZADD', 'rq:wip:' .. q, ARGV[1], id .. ':' .. exec)
-        out[#out + 1] = {id, q, exec, attempts, f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]}
+        out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]}
       end
     end
   end

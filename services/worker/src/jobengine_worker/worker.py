@@ -1,0 +1,526 @@
+"""The worker supervisor: claims jobs in batches, hands them one by one to the executor process,
+records outcomes in pipelined round trips, renews its claims, moves due jobs, recovers the jobs
+of dead workers, and drains on SIGTERM.
+
+Everything it writes is RQ's data model (job hash, StartedJobRegistry, results stream, finished
+and failed registries, worker keys), so `rq info` and RQ's registries see the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import Any
+
+import orjson
+import redis
+
+from jobengine import keys, metrics
+from jobengine.catalog import Catalog
+from jobengine.jobdata import decode_data, encode_exc_string, encode_return_value, parse_ts, utcnow_str
+from jobengine.redis_conn import TRANSIENT_ERRORS, sync_client
+from jobengine.scripts import Scripts
+from jobengine.settings import Settings
+
+from . import executor
+
+log = logging.getLogger("jobengine.worker")
+
+FAST_JOB_SECONDS = 0.02  # batches grow only while jobs are this quick, so long jobs are not hoarded
+
+
+@dataclass
+class Claimed:
+    id: str
+    queue: str
+    execution: str
+    attempt: int
+    type: str
+    function: str
+    payload: Any
+    timeout: int
+    retries_left: int
+    retry_intervals: list[float]
+    number_of_retries: int
+    enqueued_at: float | None
+    created_at: float | None
+    result_ttl: int
+    failure_ttl: int
+    traceparent: str | None = None
+
+    @property
+    def member(self) -> str:
+        return f"{self.id}:{self.execution}"
+
+    @classmethod
+    def from_reply(cls, row: list[Any]) -> Claimed:
+        (job_id, queue, execution, attempt, data, timeout, meta, retries_left, intervals, retries, enqueued_at,
+         created_at, result_ttl, failure_ttl, traceparent) = row
+        function, args, kwargs = decode_data(data)
+        meta_obj = orjson.loads(meta) if meta else {}
+        enq, created = parse_ts(enqueued_at), parse_ts(created_at)
+        return cls(
+            id=job_id.decode(), queue=queue.decode(), execution=execution.decode(), attempt=int(attempt),
+            type=str(meta_obj.get("type", "")), function=function, payload=args[0] if args else kwargs,
+            timeout=int(timeout or 180), retries_left=int(retries_left or 0),
+            retry_intervals=orjson.loads(intervals) if intervals else [],
+            number_of_retries=int(retries or 0),
+            enqueued_at=enq.timestamp() if enq else None, created_at=created.timestamp() if created else None,
+            result_ttl=int(result_ttl or 86_400), failure_ttl=int(failure_ttl or 604_800),
+            traceparent=(traceparent.decode() if traceparent else meta_obj.get("traceparent")),
+        )
+
+
+@dataclass
+class Outcome:
+    job: Claimed
+    outcome: str  # argument of complete.lua: finished | failed | retry | canceled | requeue | release
+    value: str = ""  # base64 return value or exception text
+    arg: float = 0  # TTL, or run_at for a retry
+    metric: str = ""  # jobengine_jobs_finished_total outcome label, "" for none
+    run_seconds: float | None = None
+
+
+@dataclass
+class Executor:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    pid: int = 0
+    current: Claimed | None = None
+    started: float = 0.0
+    cancel_sent: float = 0.0
+
+
+@dataclass
+class State:
+    stopping: bool = False  # SIGTERM seen: take no more jobs, drain
+    force: bool = False  # deadline passed or second signal: stop running jobs now
+    drain_deadline: float = 0.0
+    cancel_requests: set[str] = field(default_factory=set)
+
+
+class Worker:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.name = settings.worker_name or f"{socket.gethostname()}.{os.getpid()}"
+        self.queues = list(settings.queues)
+        self.redis = sync_client(settings)
+        self.blocking = sync_client(settings, blocking_timeout=settings.redis_socket_timeout + 2)
+        self.scripts = Scripts.register(self.redis)
+        self.state = State()
+        self.session = uuid.uuid4().hex[:12]
+        self.exec_seq = 0
+        self.claim_size = 1
+        self.claimed: dict[str, Claimed] = {}  # held by this worker: renewed on heartbeat
+        self.pending: list[Outcome] = []  # outcomes not yet written to Redis
+        self.executor: Executor | None = None
+        self.next_heartbeat = 0.0
+        self.next_schedule = 0.0
+        self.next_recover = 0.0
+        self.redis_backoff = 0.0
+        self._last_delay = 0.05
+        self._lock = threading.Lock()
+        self._ctx = multiprocessing.get_context("spawn")
+
+    # ----- lifecycle -----
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.state.stopping:
+            log.warning("second stop signal: stopping running jobs now", extra={"signal": signum})
+            self.state.force = True
+            return
+        self.state.stopping = True
+        self.state.drain_deadline = time.monotonic() + self.settings.drain_seconds
+        log.info("stop signal: draining", extra={"signal": signum, "drain_seconds": self.settings.drain_seconds})
+
+    def run(self) -> None:
+        self.install_signal_handlers()
+        self._retrying(self.register)
+        self.executor = self.spawn_executor()
+        threading.Thread(target=self.listen_for_commands, name="commands", daemon=True).start()
+        log.info("worker started", extra={"worker": self.name, "queues": self.queues})
+        try:
+            while not self.state.stopping:
+                self.maintenance()
+                batch = self.claim()
+                if batch:
+                    self.execute(batch)
+                elif batch is not None and not self.state.stopping:
+                    self.wait_for_work()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        # Give back whatever was claimed and not run, then record every outcome we hold.
+        for job in list(self.claimed.values()):
+            if not any(o.job.id == job.id for o in self.pending):
+                self.pending.append(Outcome(job, "release"))
+        self.flush(final=True)
+        if self.executor is not None:
+            self.executor.conn.close()
+            self.executor.process.terminate()
+            self.executor.process.join(5)
+            if self.executor.process.is_alive():
+                self.executor.process.kill()
+        try:
+            self.unregister()
+        except TRANSIENT_ERRORS:
+            log.warning("could not unregister the worker: Redis unreachable (its key expires by itself)")
+        log.info("worker stopped", extra={"worker": self.name})
+
+    # ----- registration and heartbeat -----
+    def worker_fields(self) -> dict[str, Any]:
+        now = utcnow_str()
+        return {
+            "birth": now, "last_heartbeat": now, "queues": ",".join(self.queues), "pid": os.getpid(),
+            "hostname": socket.gethostname(), "state": "idle", "version": "jobengine", "python_version": "3",
+            "ip_address": "", "successful_job_count": 0, "failed_job_count": 0, "total_working_time": 0,
+        }
+
+    def register(self) -> None:
+        key = keys.worker(self.name)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=self.worker_fields())
+            pipe.expire(key, int(self.settings.abandoned_after_seconds) + 5)
+            pipe.sadd(keys.WORKERS_SET, key)
+            for q in self.queues:
+                pipe.sadd(keys.workers_of_queue(q), key)
+                pipe.sadd(keys.QUEUES_SET, keys.queue(q))
+            pipe.execute()
+
+    def unregister(self) -> None:
+        key = keys.worker(self.name)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(key)
+            pipe.srem(keys.WORKERS_SET, key)
+            for q in self.queues:
+                pipe.srem(keys.workers_of_queue(q), key)
+            pipe.execute()
+
+    def heartbeat(self) -> None:
+        """Renew the worker key and the claims on every job held, so nobody recovers them."""
+        now = time.time()
+        expiry = now + self.settings.abandoned_after_seconds
+        key = keys.worker(self.name)
+        current = self.executor.current if self.executor else None
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={"last_heartbeat": utcnow_str(), "state": "busy" if current else "idle",
+                                    "current_job": current.id if current else ""})
+            pipe.expire(key, int(self.settings.abandoned_after_seconds) + 5)
+            pipe.sadd(keys.WORKERS_SET, key)
+            for job in self.claimed.values():
+                pipe.zadd(keys.started_registry(job.queue), {job.member: expiry}, xx=True)
+            if current is not None:  # a cancel whose pub/sub message we missed (e.g. during a reconnect)
+                pipe.hget(keys.job(current.id), "jobengine_cancel")
+            replies = pipe.execute()
+        if current is not None and replies[-1]:
+            self.request_cancel(current.id)
+
+    def maintenance(self) -> None:
+        """Heartbeat, due scheduled jobs and recovery of dead workers' jobs, each when due."""
+        now = time.monotonic()
+        if now < self.redis_backoff:
+            return
+        try:
+            if now >= self.next_heartbeat:
+                self.heartbeat()
+                self.next_heartbeat = now + self.settings.heartbeat_seconds
+            if now >= self.next_schedule:
+                moved, earliest = self.scripts.schedule(args=[time.time(), utcnow_str(), 1000])
+                wait = 1.0
+                if float(earliest) > 0:
+                    wait = min(wait, max(0.005, float(earliest) - time.time()))
+                self.next_schedule = now + wait
+            if now >= self.next_recover:
+                self.recover()
+                self.next_recover = now + self.settings.heartbeat_seconds
+            self.redis_backoff = 0.0
+        except TRANSIENT_ERRORS as exc:
+            self.redis_error(exc)
+
+    def recover(self) -> None:
+        failed_msg = encode_exc_string("AbandonedJobError: the worker running it died too many times")
+        canceled_msg = encode_exc_string("canceled; its worker was lost")
+        reply = self.scripts.recover(args=[time.time(), utcnow_str(), self.settings.max_recoveries, 500,
+                                           failed_msg, canceled_msg])
+        for i in range(0, len(reply), 3):
+            job_id, queue, status = (v.decode() for v in reply[i : i + 3])
+            metrics.JOBS_RECOVERED.labels(queue, status).inc()
+            log.warning("recovered a job of a dead worker", extra={"job_id": job_id, "queue": queue,
+                                                                   "status": status})
+
+    def redis_error(self, exc: BaseException) -> None:
+        metrics.WORKER_REDIS_ERRORS.inc()
+        delay = min(5.0, max(0.1, self._last_delay * 2))
+        self._last_delay = delay
+        self.redis_backoff = time.monotonic() + delay
+        log.warning("Redis unavailable, retrying", extra={"error": repr(exc), "retry_in": delay})
+
+    def _retrying(self, fn: Any) -> Any:
+        """Call fn until Redis answers (start-up), backing off; a stop signal ends the wait."""
+        while True:
+            try:
+                result = fn()
+                self._last_delay = 0.05
+                return result
+            except TRANSIENT_ERRORS as exc:
+                if self.state.stopping:
+                    raise SystemExit(0) from exc
+                self.redis_error(exc)
+                time.sleep(max(0.0, self.redis_backoff - time.monotonic()))
+
+    # ----- claiming -----
+    def claim(self) -> list[Claimed] | None:
+        """Claim up to claim_size jobs; [] when none wait, None on a Redis error."""
+        if time.monotonic() < self.redis_backoff:
+            time.sleep(max(0.0, min(0.5, self.redis_backoff - time.monotonic())))
+            return None
+        self.exec_seq += 1
+        prefix = f"{self.session}{self.exec_seq:x}-"
+        try:
+            rows = self.scripts.claim(args=[time.time() + self.settings.abandoned_after_seconds, utcnow_str(),
+                                            self.name, prefix, self.claim_size, *self.queues])
+            self._last_delay = 0.05
+        except TRANSIENT_ERRORS as exc:
+            self.redis_error(exc)
+            return None
+        batch = [Claimed.from_reply(row) for row in rows]
+        for job in batch:
+            self.claimed[job.id] = job
+        metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
+        return batch
+
+    def wait_for_work(self) -> None:
+        """Block on the queues' wake-up lists, at most until the next maintenance is due."""
+        timeout = max(0.01, min(self.next_schedule, self.next_heartbeat, self.next_recover) - time.monotonic())
+        timeout = min(timeout, 1.0)
+        try:
+            self.blocking.blpop([keys.notify(q) for q in self.queues], timeout=timeout)
+        except TRANSIENT_ERRORS as exc:
+            self.redis_error(exc)
+            time.sleep(min(0.5, max(0.0, self.redis_backoff - time.monotonic())))
+
+    # ----- running -----
+    def spawn_executor(self) -> Executor:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(target=executor.main, args=(child,), name="jobengine-executor", daemon=True)
+        process.start()
+        child.close()
+        ready = orjson.loads(parent.recv_bytes())  # ["ready", pid]: imports done, catalog loaded
+        return Executor(process=process, conn=parent, pid=int(ready[1]))
+
+    def respawn_executor(self) -> None:
+        assert self.executor is not None
+        old = self.executor
+        try:
+            old.process.kill()
+        except (OSError, AttributeError):
+            pass
+        old.process.join(5)
+        old.conn.close()
+        self.executor = self.spawn_executor()
+
+    def request_cancel(self, job_id: str) -> None:
+        """Called from the command thread or the heartbeat: stop the job if it is running."""
+        with self._lock:
+            self.state.cancel_requests.add(job_id)
+            ex = self.executor
+            if ex is not None and ex.current is not None and ex.current.id == job_id and not ex.cancel_sent:
+                ex.cancel_sent = time.monotonic()
+                try:
+                    os.kill(ex.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+
+    def execute(self, batch: list[Claimed]) -> None:
+        slowest = 0.0
+        for index, job in enumerate(batch):
+            if self.state.stopping:
+                self.pending.extend(Outcome(j, "release") for j in batch[index:])
+                break
+            if job.id in self.state.cancel_requests:
+                self.state.cancel_requests.discard(job.id)
+                self.pending.append(Outcome(job, "canceled", encode_exc_string("canceled before it started"),
+                                            job.failure_ttl, "canceled"))
+                continue
+            outcome = self.run_one(job)
+            self.pending.append(outcome)
+            slowest = max(slowest, outcome.run_seconds or 0.0)
+            if len(self.pending) >= self.claim_size or slowest > FAST_JOB_SECONDS:
+                self.flush()
+        self.flush()
+        self.claim_size = min(self.settings.batch_size, self.claim_size * 2) if slowest < FAST_JOB_SECONDS else 1
+
+    def run_one(self, job: Claimed) -> Outcome:
+        assert self.executor is not None
+        ex = self.executor
+        now_wall = time.time()
+        metrics.JOBS_STARTED.labels(job.queue, job.type).inc()
+        if job.enqueued_at:
+            metrics.JOB_WAIT_SECONDS.labels(job.queue, job.type).observe(max(0.0, now_wall - job.enqueued_at))
+        metrics.WORKER_BUSY.labels(job.queue).set(1)
+        with self._lock:
+            ex.current, ex.started, ex.cancel_sent = job, time.monotonic(), 0.0
+        message = orjson.dumps([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue])
+        try:
+            ex.conn.send_bytes(message)
+            if job.id in self.state.cancel_requests:
+                self.request_cancel(job.id)
+            reply = self.await_reply(job)
+        finally:
+            with self._lock:
+                ex.current = None
+            metrics.WORKER_BUSY.labels(job.queue).set(0)
+        return reply
+
+    def await_reply(self, job: Claimed) -> Outcome:
+        """Wait for the executor's answer while keeping claims alive; kill it past the hard deadline."""
+        assert self.executor is not None
+        ex = self.executor
+        hard_deadline = ex.started + job.timeout + self.settings.hard_kill_grace_seconds
+        while True:
+            now = time.monotonic()
+            wake = min(hard_deadline, self.next_heartbeat, now + 0.5)
+            if self.state.stopping and not self.state.force:
+                wake = min(wake, self.state.drain_deadline)
+            if ex.cancel_sent:
+                wake = min(wake, ex.cancel_sent + self.settings.hard_kill_grace_seconds)
+            try:
+                ready = ex.conn.poll(max(0.0, wake - now))
+            except (EOFError, OSError):
+                ready = True
+            if ready:
+                try:
+                    _, kind, value, seconds = orjson.loads(ex.conn.recv_bytes())
+                except (EOFError, OSError):
+                    return self.executor_died(job)
+                return self.to_outcome(job, kind, value, seconds)
+            now = time.monotonic()
+            if self.state.stopping and (self.state.force or now >= self.state.drain_deadline):
+                log.warning("drain deadline passed: job goes back to its queue", extra={"job_id": job.id})
+                self.respawn_executor()
+                metrics.JOBS_FINISHED.labels(job.queue, job.type, "requeued").inc()
+                return Outcome(job, "requeue", metric="")
+            if ex.cancel_sent and now >= ex.cancel_sent + self.settings.hard_kill_grace_seconds:
+                log.warning("job ignored its cancel: executor killed", extra={"job_id": job.id})
+                self.respawn_executor()
+                return self.to_outcome(job, "canceled", "canceled; killed after ignoring the cancel",
+                                       now - ex.started)
+            if now >= hard_deadline:
+                log.error("job hung past its timeout: executor killed", extra={"job_id": job.id,
+                                                                               "timeout": job.timeout})
+                self.respawn_executor()
+                return self.to_outcome(job, "timeout", f"JobTimeout: killed after {job.timeout}s "
+                                       f"(+{self.settings.hard_kill_grace_seconds}s grace): it ignored the "
+                                       "soft timeout", now - ex.started)
+            if not ex.process.is_alive():
+                return self.executor_died(job)
+            self.maintenance()
+
+    def executor_died(self, job: Claimed) -> Outcome:
+        assert self.executor is not None
+        self.executor.process.join(1)
+        code = self.executor.process.exitcode
+        log.error("executor died while running a job", extra={"job_id": job.id, "exitcode": code})
+        elapsed = time.monotonic() - self.executor.started
+        self.respawn_executor()
+        return self.to_outcome(job, "error", f"WorkerCrash: the job's process died (exit code {code})", elapsed)
+
+    def to_outcome(self, job: Claimed, kind: str, value: Any, seconds: float) -> Outcome:
+        metrics.JOB_RUN_SECONDS.labels(job.queue, job.type).observe(seconds)
+        self.state.cancel_requests.discard(job.id)
+        if kind == "ok":
+            return Outcome(job, "finished", encode_return_value(value), job.result_ttl, "succeeded", seconds)
+        if kind == "canceled":
+            return Outcome(job, "canceled", encode_exc_string(str(value)), job.failure_ttl, "canceled", seconds)
+        text = str(value)
+        if kind != "invalid" and job.retries_left > 0:
+            intervals = job.retry_intervals or [0.0]
+            delay = float(intervals[min(job.number_of_retries, len(intervals) - 1)])
+            label = "timed_out" if kind == "timeout" else "retried"
+            return Outcome(job, "retry", encode_exc_string(text), time.time() + delay, label, seconds)
+        label = "timed_out" if kind == "timeout" else "failed"
+        return Outcome(job, "failed", encode_exc_string(text), job.failure_ttl, label, seconds)
+
+    # ----- recording outcomes -----
+    def flush(self, final: bool = False) -> None:
+        """Write pending outcomes in one pipelined round trip; on a Redis error keep them and retry."""
+        while self.pending:
+            now, stamp = time.time(), utcnow_str()
+            batch = list(self.pending)
+            try:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for o in batch:
+                        self.scripts.complete(args=[o.job.id, o.job.queue, o.job.execution, o.outcome, now, stamp,
+                                                    self.name, o.value, o.arg], client=pipe)
+                    replies = pipe.execute()
+            except TRANSIENT_ERRORS as exc:
+                self.redis_error(exc)
+                if final and (self.state.force or time.monotonic() >= self.state.drain_deadline + 5):
+                    log.error("Redis unreachable at shutdown: jobs left to recovery",
+                              extra={"jobs": [o.job.id for o in batch]})
+                    return
+                time.sleep(max(0.0, self.redis_backoff - time.monotonic()))
+                continue
+            del self.pending[: len(batch)]
+            self._last_delay = 0.05
+            for o, status in zip(batch, replies):
+                self.claimed.pop(o.job.id, None)
+                self.record(o, status.decode() if isinstance(status, bytes) else str(status))
+            metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
+
+    def record(self, o: Outcome, status: str) -> None:
+        job = o.job
+        if o.metric and status not in ("lost", "gone", "dup"):
+            metrics.JOBS_FINISHED.labels(job.queue, job.type, o.metric).inc()
+            if status in ("finished", "failed", "canceled") and job.created_at:
+                metrics.JOB_E2E_SECONDS.labels(job.queue, job.type).observe(max(0.0, time.time() - job.created_at))
+        level = logging.INFO if o.outcome in ("finished", "release") else logging.WARNING
+        log.log(level, "job %s", o.outcome, extra={"job_id": job.id, "job_type": job.type, "queue": job.queue,
+                                                   "attempt": job.attempt, "status": status,
+                                                   "run_seconds": o.run_seconds})
+
+    # ----- commands (RQ's pub/sub channel) -----
+    def listen_for_commands(self) -> None:
+        """RQ's worker commands: stop-job (cancel), shutdown, kill-horse. Reconnects on its own."""
+        client = sync_client(self.settings, blocking_timeout=None)
+        backoff = 0.1
+        while True:
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(keys.worker_pubsub(self.name))
+                backoff = 0.1
+                for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        payload = orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        continue
+                    command = payload.get("command")
+                    if command == "stop-job" and payload.get("job_id"):
+                        self.request_cancel(str(payload["job_id"]))
+                    elif command == "shutdown":
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    elif command == "kill-horse" and self.executor is not None:
+                        os.kill(self.executor.pid, signal.SIGKILL)
+            except TRANSIENT_ERRORS:
+                time.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+            except Exception:  # noqa: BLE001 - the command thread must outlive any surprise
+                log.exception("command listener error")
+                time.sleep(1)

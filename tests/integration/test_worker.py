@@ -1,0 +1,217 @@
+"""The worker as a real process against a real redis-server: runs, retries, timeouts, delays,
+cancels, crashes, SIGTERM drain, SIGKILL recovery and Redis restarts. Jobs are submitted with the
+Python producer (the API has its own tests); state is read back through RQ's own classes."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import redis
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from jobengine.catalog import RetryPolicy, discover
+from jobengine.jobdata import decode_result_entry
+from jobengine.producer import Producer
+from jobengine.scripts import Scripts
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def producer(r: redis.Redis) -> Producer:
+    return Producer(r, catalog=discover(["tests.support.jobs"]))
+
+
+def status(r: redis.Redis, job_id: str) -> str:
+    value = r.hget(f"rq:job:{job_id}", "status")
+    return value.decode() if value else ""
+
+
+def wait_status(r: redis.Redis, job_id: str, *wanted: str, timeout: float = 15) -> str:
+    return wait_for(lambda: status(r, job_id) if status(r, job_id) in wanted else "", timeout,
+                    message=f"job {job_id} to reach {wanted} (now {status(r, job_id)!r})")
+
+
+def latest_result(r: redis.Redis, job_id: str) -> dict:
+    entries = r.xrevrange(f"rq:results:{job_id}", count=1)
+    return decode_result_entry(entries[0][1]) if entries else {}
+
+
+def test_seed_example_runs_and_rq_reads_the_outcome(r, producer, worker):
+    job_id = producer.submit("primes", {"lowest": 10, "highest": 17})
+    wait_status(r, job_id, "finished")
+    job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
+    assert job.return_value() == {"primes": [11, 13, 17], "count": 3}
+    assert job.worker_name.startswith("test-worker")
+    assert job_id in FinishedJobRegistry("default", connection=r).get_job_ids()
+    assert StartedJobRegistry("default", connection=r).get_job_ids() == []
+
+
+def test_priority_order_and_many_jobs(r, producer, start_worker):
+    from jobengine.producer import JobSpec
+
+    ids_low = producer.submit_many([JobSpec("echo", {"message": f"l{i}"}, queue="low") for i in range(50)])
+    ids_high = producer.submit_many([JobSpec("echo", {"message": f"h{i}"}, queue="high") for i in range(50)])
+    start_worker()
+    for job_id in ids_low + ids_high:
+        wait_status(r, job_id, "finished")
+    ended = {j: Job.fetch(j, connection=r, serializer=JSONSerializer).ended_at for j in ids_low + ids_high}
+    assert max(ended[j] for j in ids_high) <= min(ended[j] for j in ids_low)
+
+
+def test_retry_with_backoff_then_success(r, producer, worker):
+    policy = RetryPolicy(max_retries=3, base_delay=0.4, factor=2.0, jitter=0.0)
+    job_id = producer.submit("echo", {"message": "hi", "fail_attempts": 2}, retry=policy)
+    wait_status(r, job_id, "finished")
+    job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
+    assert job.return_value() == {"message": "hi", "attempt": 3}
+    assert job.number_of_retries == 2
+    # two failed attempts then one success, all kept in RQ's result stream, spaced by the backoff
+    entries = r.xrange(f"rq:results:{job_id}")
+    assert [decode_result_entry(f)["type"] for _, f in entries] == [2, 2, 1]
+    stamps = [int(eid.split(b"-")[0]) / 1000 for eid, _ in entries]
+    assert stamps[1] - stamps[0] >= 0.8 - 0.05  # second delay: 0.4 * 2
+
+
+def test_failure_after_retries_is_in_the_failed_registry(r, producer, worker):
+    policy = RetryPolicy(max_retries=1, base_delay=0.0, jitter=0.0)
+    job_id = producer.submit("echo", {"fail": True}, retry=policy)
+    wait_status(r, job_id, "failed")
+    assert job_id in FailedJobRegistry("default", connection=r).get_job_ids()
+    assert "echo failed on purpose (attempt 2)" in latest_result(r, job_id)["exc_string"]
+    assert int(r.hget(f"rq:job:{job_id}", "jobengine_attempts")) == 2
+
+
+def test_soft_timeout_fails_the_job_and_the_worker_goes_on(r, producer, worker):
+    job_id = producer.submit("sleep", {"seconds": 30}, timeout=1)
+    wait_status(r, job_id, "failed", timeout=10)
+    assert "JobTimeout" in latest_result(r, job_id)["exc_string"]
+    after = producer.submit("echo", {"message": "next"})
+    wait_status(r, after, "finished")
+
+
+def test_hung_job_is_killed_after_timeout_and_grace(r, producer, start_worker):
+    start_worker(JOBENGINE_HARD_KILL_GRACE_SECONDS="1")
+    job_id = producer.submit("hang", {"seconds": 60})
+    wait_status(r, job_id, "failed", timeout=15)
+    assert "killed after 1s" in latest_result(r, job_id)["exc_string"]
+    after = producer.submit("echo", {"message": "next"})
+    wait_status(r, after, "finished")
+
+
+def test_crashing_job_does_not_take_the_worker_down(r, producer, worker, redis_url):
+    job_id = producer.submit("crash", {"counter_url": redis_url})
+    wait_status(r, job_id, "finished")  # first attempt kills its process; the retry succeeds
+    assert int(r.get(f"test:runs:{job_id}")) == 2
+    assert worker.alive()
+
+
+def test_delayed_job_runs_at_its_time(r, producer, worker):
+    start = time.time()
+    job_id = producer.submit("echo", {"message": "later"}, delay_seconds=1.5)
+    assert status(r, job_id) == "scheduled"
+    time.sleep(1.0)
+    assert status(r, job_id) == "scheduled"
+    wait_status(r, job_id, "finished")
+    started = Job.fetch(job_id, connection=r, serializer=JSONSerializer).started_at
+    assert started.timestamp() >= start + 1.5 - 0.05
+    assert started.timestamp() <= start + 1.5 + 1.0
+
+
+def cancel(r: redis.Redis, job_id: str) -> str:
+    reply = Scripts.register(r).cancel(args=[job_id, time.time(), "2026-01-01T00:00:00.000000Z", ""])
+    return reply[0].decode()
+
+
+def test_cancel_running_job(r, producer, worker):
+    job_id = producer.submit("sleep", {"seconds": 30})
+    wait_status(r, job_id, "started")
+    assert cancel(r, job_id) == "stopping"
+    wait_status(r, job_id, "canceled", timeout=5)
+    assert worker.alive()
+    after = producer.submit("echo", {"message": "next"})
+    wait_status(r, after, "finished")
+
+
+def test_cancel_of_a_job_ignoring_it_kills_its_process(r, producer, start_worker):
+    start_worker(JOBENGINE_HARD_KILL_GRACE_SECONDS="1")
+    job_id = producer.submit("hang", {"seconds": 60}, timeout=60)
+    wait_status(r, job_id, "started")
+    cancel(r, job_id)
+    wait_status(r, job_id, "canceled", timeout=5)
+
+
+def test_sigterm_lets_the_running_job_finish(r, producer, worker, redis_url):
+    job_id = producer.submit("counted", {"seconds": 1.5, "counter_url": redis_url})
+    wait_status(r, job_id, "started")
+    waiting = producer.submit("echo", {"message": "stays queued"})
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert status(r, job_id) == "finished"
+    assert status(r, waiting) == "queued"  # not taken during the drain
+    assert r.lrange("rq:queue:default", 0, -1) == [waiting.encode()]
+    assert not r.exists(f"rq:worker:{worker.name}")
+
+
+def test_sigterm_past_the_drain_deadline_returns_the_job_to_its_queue(r, producer, start_worker, redis_url):
+    first = start_worker(JOBENGINE_DRAIN_SECONDS="0.5")
+    job_id = producer.submit("counted", {"seconds": 4, "counter_url": redis_url})
+    wait_status(r, job_id, "started")
+    first.signal(signal.SIGTERM)
+    assert first.wait(10) == 0
+    assert status(r, job_id) == "queued"
+    assert job_id not in FailedJobRegistry("default", connection=r).get_job_ids()
+    assert r.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
+    start_worker()
+    wait_status(r, job_id, "finished", timeout=15)
+    assert int(r.get(f"test:runs:{job_id}")) == 2
+
+
+def test_sigkill_mid_job_is_recovered_by_another_worker(r, producer, start_worker, redis_url):
+    doomed = start_worker(JOBENGINE_QUEUES="default")
+    job_id = producer.submit("counted", {"seconds": 2, "counter_url": redis_url})
+    wait_status(r, job_id, "started")
+    import os
+
+    os.killpg(doomed.pid, signal.SIGKILL)  # the whole pod: supervisor and executor
+    killed_at = time.time()
+    start_worker()
+    wait_status(r, job_id, "finished", timeout=20)
+    assert int(r.get(f"test:runs:{job_id}")) == 2
+    assert int(r.hget(f"rq:job:{job_id}", "jobengine_recoveries")) == 1
+    ended = Job.fetch(job_id, connection=r, serializer=JSONSerializer).ended_at.timestamp()
+    assert ended - killed_at < 3 + 2 + 2 + 3  # abandon window + heartbeat + job time + slack
+
+
+def test_redis_restart_under_an_idle_and_a_busy_worker(r, producer, worker, redis_server, redis_url):
+    job_id = producer.submit("counted", {"seconds": 2, "counter_url": redis_url})
+    wait_status(r, job_id, "started")
+    redis_server.stop()  # graceful: AOF flushed
+    time.sleep(2.5)  # the job finishes while Redis is down; its outcome waits in the worker
+    redis_server.start()
+    r2 = redis.Redis.from_url(redis_url)
+    wait_status(r2, job_id, "finished", timeout=20)
+    assert worker.alive()
+    after = Producer(r2, catalog=producer.catalog).submit("echo", {"message": "after restart"})
+    wait_status(r2, after, "finished", timeout=15)
+    assert int(r2.get(f"test:runs:{job_id}")) == 1
+    r2.close()
+
+
+def test_hard_redis_restart_loses_no_accepted_job(r, producer, worker, redis_server, redis_url):
+    from jobengine.producer import JobSpec
+
+    ids = producer.submit_many([JobSpec("counted", {"seconds": 0.03, "counter_url": redis_url})
+                                for _ in range(100)])
+    time.sleep(1.2)  # appendfsync everysec: what was accepted a second ago is on disk
+    redis_server.stop(hard=True)
+    time.sleep(1)
+    redis_server.start()
+    r2 = redis.Redis.from_url(redis_url)
+    for job_id in ids:
+        wait_status(r2, job_id, "finished", timeout=30)
+    assert worker.alive()
+    r2.close()

@@ -1,0 +1,63 @@
+"""Job types for tests only (loaded with JOBENGINE_JOB_TYPE_MODULES=tests.support.jobs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobengine.catalog import JobType, RetryPolicy
+from jobengine.context import current_job
+
+
+class RunInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(0.0, ge=0, le=600)
+    counter_url: str = ""  # Redis URL where each run increments test:runs:<job id>
+
+
+class RunResult(BaseModel):
+    attempt: int
+
+
+def _count(url: str) -> None:
+    if url:
+        client = redis.Redis.from_url(url)
+        client.incr(f"test:runs:{current_job().job_id}")
+        client.close()
+
+
+def counted(payload: RunInput) -> RunResult:
+    """Counts its runs in Redis (for at-least-once checks), then sleeps."""
+    _count(payload.counter_url)
+    time.sleep(payload.seconds)
+    return RunResult(attempt=current_job().attempt)
+
+
+def hang(payload: RunInput) -> RunResult:
+    """Ignores the soft timeout and cancels: blocks the signals, then sleeps (like a stuck C call)."""
+    _count(payload.counter_url)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGUSR1})
+    time.sleep(payload.seconds)
+    return RunResult(attempt=current_job().attempt)
+
+
+def crash(payload: RunInput) -> RunResult:
+    """Kills its own process, as a segfault or the OOM killer would."""
+    _count(payload.counter_url)
+    if current_job().attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return RunResult(attempt=current_job().attempt)
+
+
+JOB_TYPES = [
+    JobType(name="counted", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.counted",
+            timeout=60, retry=RetryPolicy(max_retries=0)),
+    JobType(name="hang", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.hang",
+            timeout=1, retry=RetryPolicy(max_retries=0)),
+    JobType(name="crash", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.crash",
+            timeout=30, retry=RetryPolicy(max_retries=1, base_delay=0, jitter=0)),
+]
