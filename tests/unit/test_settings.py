@@ -1,0 +1,32 @@
+"""Settings: environment variables validated at start, with a message naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jobengine.settings import Settings
+
+
+def test_defaults_and_comma_lists(monkeypatch):
+    monkeypatch.setenv("JOBENGINE_QUEUES", "high, default ,low")
+    monkeypatch.setenv("REDIS_URL", "redis://example:6379/0")
+    settings = Settings()
+    assert settings.queues == ["high", "default", "low"]
+    assert settings.redis_url == "redis://example:6379/0"
+
+
+@pytest.mark.parametrize("var, value", [
+    ("JOBENGINE_BATCH_SIZE", "many"),
+    ("JOBENGINE_QUEUES", "bad queue!"),
+    ("JOBENGINE_API_PORT", "70000"),
+    ("JOBENGINE_ENV", "staging"),
+])
+def test_bad_value_stops_the_worker_with_the_variable_named(var, value):
+    env = {"PATH": "/usr/bin:/bin", var: value, "JOBENGINE_REDIS_URL": "redis://127.0.0.1:1/0"}
+    proc = subprocess.run([sys.executable, "-m", "jobengine_worker"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert var in proc.stderr
