@@ -309,7 +309,8 @@ class Worker:
         timeout = max(0.01, min(self.next_schedule, self.next_heartbeat, self.next_recover) - time.monotonic())
         timeout = min(timeout, 1.0)
         try:
-            self.blocking.blpop([keys.notify(q) for q in self.queues], timeout=timeout)
+            if self.blocking.blpop([keys.notify(q) for q in self.queues], timeout=timeout):
+                self.next_schedule = 0.0  # a delayed job may be due sooner than planned
         except TRANSIENT_ERRORS as exc:
             self.redis_error(exc)
             time.sleep(min(0.5, max(0.0, self.redis_backoff - time.monotonic())))
