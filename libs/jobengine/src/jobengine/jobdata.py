@@ -177,9 +177,6 @@ class JobView:
                 payload = None
         rq_status = raw.get(b"status", b"").decode() or "queued"
         started = parse_ts(raw.get(b"started_at"))
-        retries = int(raw[b"number_of_retries"]) if raw.get(b"number_of_retries") else 0
-        recoveries = int(raw[b"jobengine_recoveries"]) if raw.get(b"jobengine_recoveries") else 0
-        ran = 1 if (started or rq_status in ("started", "finished", "failed")) else 0
         progress = None
         if raw.get(b"jobengine_progress"):
             try:
@@ -199,7 +196,8 @@ class JobView:
             started_at=started,
             ended_at=parse_ts(raw.get(b"ended_at")),
             worker_name=raw.get(b"worker_name", b"").decode() or None,
-            attempts=retries + recoveries + (ran if rq_status != "scheduled" and rq_status != "queued" else 0),
+            # runs started so far: claim.lua counts them (a recovered or retried run counts too)
+            attempts=int(raw[b"jobengine_attempts"]) if raw.get(b"jobengine_attempts") else 0,
             retries_left=int(raw[b"retries_left"]) if raw.get(b"retries_left") else None,
             progress=progress,
         )
