@@ -1,0 +1,1 @@
+"""jobengine HTTP API: accepts, validates and reports jobs."""

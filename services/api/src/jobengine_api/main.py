@@ -1,0 +1,79 @@
+"""The application factory: routes, error handlers, middleware, and the Redis client's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from jobengine.catalog import Catalog, discover, get_catalog
+from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
+from jobengine.settings import Settings, get_settings
+
+from . import problems
+from .deps import ApiContext
+from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .models import Submissions
+from .responses import JSONResponse
+from .routes import health, job_types, jobs, queues
+from .store import JobStore
+from .waiter import DoneWaiter
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Submit typed background jobs and follow them to their result.
+
+Errors are `application/problem+json` (RFC 9457). Submissions accept an `Idempotency-Key` header.
+Job types and their payload schemas: `GET /v1/job-types`.
+"""
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    if settings is None:
+        settings = get_settings()
+        catalog = catalog or get_catalog()
+    elif catalog is None:
+        catalog = discover(settings.job_type_modules)
+    submissions = Submissions.build(catalog)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = async_client(settings)
+        store = JobStore(client, settings)
+        waiter = DoneWaiter(client)
+        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter)
+        try:
+            await store.warm_up()
+        except TRANSIENT_ERRORS as exc:  # start anyway: /readyz reports it, requests get 503 until it is back
+            log.warning("redis not reachable at start", extra={"error": repr(exc)})
+        log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
+        try:
+            yield
+        finally:
+            await waiter.close()
+            await client.aclose()
+
+    app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=JSONResponse)
+    app.state.settings = settings
+    problems.install(app)
+    for router in (jobs.router, job_types.router, queues.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(submissions.openapi_components(settings.max_batch_size))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,208 @@
+"""Request and response models.
+
+The submit body is a discriminated union on "type" built from the catalog at start, so each job
+type's payload is validated by its own input model and /docs shows every type's schema.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, create_model, field_validator
+
+from jobengine.catalog import Catalog, JobType, RetryPolicy
+from jobengine.settings import QUEUE_NAME_PATTERN
+
+MAX_DELAY_SECONDS = 365 * 86_400
+MAX_TTL_SECONDS = 365 * 86_400
+MAX_TIMEOUT_SECONDS = 7 * 86_400
+IDEMPOTENCY_KEY_MAX = 200
+
+
+class JobOptions(BaseModel):
+    """Fields every submission may carry besides type and payload; unset ones use the job type's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN, description="Queue; default: the job type's.")
+    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, description="Run after this delay.")
+    run_at: datetime | None = Field(None, description="Run at this time (RFC 3339; UTC when no offset).")
+    timeout: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS, description="Seconds before a run is killed.")
+    retry: RetryPolicy | None = Field(None, description="Overrides the job type's retry policy.")
+    result_ttl: int | None = Field(None, ge=1, le=MAX_TTL_SECONDS, description="Seconds the result stays readable.")
+
+    @field_validator("run_at")
+    @classmethod
+    def _one_schedule(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return None
+        if info.data.get("delay_seconds") is not None:
+            raise ValueError("give delay_seconds or run_at, not both")
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class BatchItemOptions(JobOptions):
+    idempotency_key: str | None = Field(None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+                                        description="Like the Idempotency-Key header, for this item.")
+
+
+def _model_name(job_type: str, suffix: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", job_type) if part) + suffix
+
+
+def _submission_model(job_type: JobType, base: type[JobOptions], suffix: str) -> type[JobOptions]:
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        _model_name(job_type.name, suffix),
+        __base__=base,
+        __doc__=job_type.description or f"A {job_type.name} job.",
+        type=(Literal[job_type.name], Field(description="The job type.")),  # type: ignore[valid-type]
+        payload=(job_type.input_model, Field(description=f"Input of {job_type.name}.")),
+    )
+
+
+def _union(models: list[type[JobOptions]]) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Submissions:
+    """Validators of submit bodies, built once from the catalog."""
+
+    single: TypeAdapter[Any]
+    batch_item: TypeAdapter[Any]
+    tags: frozenset[str]
+
+    @classmethod
+    def build(cls, catalog: Catalog) -> Submissions:
+        types = list(catalog)
+        if not types:
+            raise RuntimeError("the job catalog is empty: no job type can be submitted")
+        single = [_submission_model(t, JobOptions, "Job") for t in types]
+        batch = [_submission_model(t, BatchItemOptions, "BatchItem") for t in types]
+        return cls(TypeAdapter(_union(single)), TypeAdapter(_union(batch)), frozenset(t.name for t in types))
+
+    def openapi_components(self, max_batch: int) -> dict[str, Any]:
+        """JSON schemas of the submit bodies, for /openapi.json (the handlers read raw bytes for speed)."""
+        ref = "#/components/schemas/{model}"
+        components: dict[str, Any] = {}
+        for name, adapter in (("JobSubmission", self.single), ("BatchJobItem", self.batch_item)):
+            schema = adapter.json_schema(ref_template=ref)
+            components.update(schema.pop("$defs", {}))
+            components[name] = schema
+        components["BatchSubmission"] = {
+            "type": "object", "title": "BatchSubmission", "required": ["jobs"], "additionalProperties": False,
+            "properties": {"jobs": {"type": "array", "minItems": 1, "maxItems": max_batch,
+                                    "items": {"$ref": ref.format(model="BatchJobItem")}}},
+        }
+        return components
+
+
+# --- responses (documentation; handlers build plain dicts rendered by orjson) ---
+
+class JobAccepted(BaseModel):
+    id: str
+    status: str
+    type: str
+    queue: str
+    location: str
+    run_at: datetime | None = None
+
+
+class BatchItemAccepted(BaseModel):
+    index: int
+    id: str
+    status: str
+    replayed: bool = False
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetail(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class BatchItemRejected(BaseModel):
+    index: int
+    error: ProblemDetail
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemAccepted | BatchItemRejected]
+
+
+class Progress(BaseModel):
+    fraction: float | None = None
+    message: str | None = None
+
+
+class JobSummary(BaseModel):
+    id: str
+    type: str
+    queue: str
+    status: str
+    created_at: datetime | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class JobDetail(JobSummary):
+    payload: dict[str, Any] | None
+    result: Any = None
+    error: str | None = None
+    attempts: int
+    retries_left: int | None
+    scheduled_for: datetime | None = None
+    progress: Progress | None = None
+    worker: str | None = None
+
+
+class JobList(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None
+
+
+class JobStatusChange(BaseModel):
+    id: str
+    status: str
+
+
+class JobTypeInfo(BaseModel):
+    name: str
+    description: str
+    queue: str
+    timeout: int
+    retry: RetryPolicy
+    result_ttl: int
+    input_schema: dict[str, Any]
+    result_schema: dict[str, Any]
+
+
+class QueueStats(BaseModel):
+    name: str
+    depth: int
+    in_flight: int
+    scheduled: int
+    failed: int
+    finished: int
+    canceled: int
+    workers: int
+
+
+class QueueList(BaseModel):
+    items: list[QueueStats]

@@ -1,0 +1,62 @@
+"""Probes and Prometheus metrics (no /v1 prefix: infrastructure, not API)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from jobengine import metrics
+
+from ..deps import ContextDep
+from ..problems import unavailable
+from ..responses import JSONResponse
+from .queues import known_queues
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+SCRAPE_REDIS_TIMEOUT = 2.0  # a hung Redis must not hang the scrape
+
+
+@router.get("/healthz", summary="Liveness: the process serves requests (Redis not checked)")
+async def healthz() -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: Redis answers")
+async def readyz(ctx: ContextDep) -> Response:
+    try:
+        async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):
+            await ctx.store.ping()
+    except Exception as exc:  # any failure means not ready; never a 500
+        log.warning("not ready", extra={"error": repr(exc)})
+        raise unavailable() from None
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def prometheus_metrics(ctx: ContextDep) -> Response:
+    await refresh_queue_gauges(ctx)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def refresh_queue_gauges(ctx: ContextDep) -> None:
+    """Read the queues from Redis for this scrape; on failure keep the scrape and report redis_up 0."""
+    try:
+        async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):
+            stats = await ctx.store.queue_stats(known_queues(ctx))
+    except Exception as exc:
+        log.warning("queue gauges not refreshed", extra={"error": repr(exc)})
+        metrics.REDIS_UP.set(0)
+        return
+    metrics.REDIS_UP.set(1)
+    for s in stats:
+        name = s["name"]
+        metrics.QUEUE_DEPTH.labels(name).set(s["depth"])
+        metrics.QUEUE_IN_FLIGHT.labels(name).set(s["in_flight"])
+        metrics.QUEUE_SCHEDULED.labels(name).set(s["scheduled"])
+        metrics.QUEUE_FAILED.labels(name).set(s["failed"])
+        metrics.QUEUE_WORKERS.labels(name).set(s["workers"])

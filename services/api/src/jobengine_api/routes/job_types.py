@@ -1,0 +1,39 @@
+"""/v1/job-types: what can be submitted, with JSON schemas (static: rendered once per process)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import orjson
+from fastapi import APIRouter, Path
+from starlette.responses import Response
+from typing import Annotated
+
+from jobengine.catalog import Catalog
+
+from ..deps import CatalogDep
+from ..models import JobTypeInfo, ProblemDetail
+from ..problems import not_found
+from ..responses import JSONResponse
+
+router = APIRouter(prefix="/v1", tags=["job types"])
+
+
+@lru_cache(maxsize=4)
+def _rendered(catalog: Catalog) -> tuple[bytes, dict[str, bytes]]:
+    schemas = [job_type.schema() for job_type in catalog]
+    return orjson.dumps({"items": schemas}), {s["name"]: orjson.dumps(s) for s in schemas}
+
+
+@router.get("/job-types", summary="List job types", responses={200: {"model": list[JobTypeInfo]}})
+async def list_job_types(catalog: CatalogDep) -> Response:
+    return Response(_rendered(catalog)[0], media_type=JSONResponse.media_type)
+
+
+@router.get("/job-types/{name}", summary="Read a job type",
+            responses={200: {"model": JobTypeInfo}, 404: {"model": ProblemDetail}})
+async def get_job_type(name: Annotated[str, Path(max_length=200)], catalog: CatalogDep) -> Response:
+    body = _rendered(catalog)[1].get(name)
+    if body is None:
+        raise not_found(f"Job type {name!r}")
+    return Response(body, media_type=JSONResponse.media_type)

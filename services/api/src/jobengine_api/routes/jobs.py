@@ -1,0 +1,257 @@
+"""/v1/jobs: submit (one or a batch), read, wait, list, cancel, retry.
+
+Submit handlers read the raw body and validate it with the catalog's TypeAdapter in one pass
+(pydantic parses the JSON itself); the body schemas reach /docs through openapi_extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from jobengine.jobdata import API_STATUS, TERMINAL
+from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
+from jobengine.settings import QUEUE_NAME_PATTERN
+
+from ..deps import ApiContext, ContextDep, JobId, StoreDep
+from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobStatusChange,
+                      ProblemDetail)
+from ..problems import Problem, invalid, not_found, validation_errors
+from ..responses import JSONResponse
+from ..store import Enqueued, PreparedJob, decode_cursor, fingerprint, prepare_job
+from ..waiter import DoneWaiter
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+WAIT_POLL_SECONDS = 1.0  # safety net under pub/sub: a lost message delays an answer by at most this
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemDetail, "content": {"application/problem+json": {}}} for code in (422, 503)
+}
+
+
+def _body(ref: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{ref}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_submitted: dict[tuple[str, str], Any] = {}
+
+
+def _count_submitted(queue: str, job_type: str) -> None:
+    child = _submitted.get((queue, job_type))
+    if child is None:
+        child = _submitted[(queue, job_type)] = JOBS_SUBMITTED.labels(queue, job_type)
+    child.inc()
+
+
+def _reject_reason(exc: ValidationError) -> str:
+    kinds = {e["type"] for e in exc.errors()}
+    if "json_invalid" in kinds:
+        return "malformed_json"
+    if kinds & {"union_tag_invalid", "union_tag_not_found"}:
+        return "unknown_type"
+    return "validation"
+
+
+def _validation_problem(ctx: ApiContext, exc: ValidationError) -> tuple[Problem, str]:
+    reason = _reject_reason(exc)
+    skip = ctx.submissions.tags if len(ctx.submissions.tags) > 1 else None
+    errors = validation_errors(exc.errors(include_url=False), skip_tag=set(skip) if skip else None)
+    detail = {"malformed_json": "The body is not valid JSON.",
+              "unknown_type": f"Unknown job type; known types: {', '.join(sorted(ctx.submissions.tags))}."
+              }.get(reason, "The job does not match its type's schema.")
+    return invalid(errors, detail), reason
+
+
+def _accepted(job: PreparedJob, job_id: str, status: str) -> dict[str, Any]:
+    location = f"/v1/jobs/{job_id}"
+    body: dict[str, Any] = {"id": job_id, "status": status, "type": job.type, "queue": job.queue,
+                            "location": location}
+    if job.run_at is not None:
+        body["run_at"] = job.run_at
+    return body
+
+
+def _conflict(key: str) -> Problem:
+    return Problem(409, "idempotency-conflict",
+                   f"Idempotency-Key {key!r} was used with a different request body.")
+
+
+@router.post(
+    "/jobs", status_code=202, openapi_extra=_body("JobSubmission"), summary="Submit a job",
+    responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
+               200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
+               409: {"model": ProblemDetail}, 413: {"model": ProblemDetail}, **PROBLEMS},
+)
+async def submit_job(
+    request: Request, ctx: ContextDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)] = None,
+) -> Response:
+    try:
+        sub = ctx.submissions.single.validate_json(await request.body())
+    except ValidationError as exc:
+        problem, reason = _validation_problem(ctx, exc)
+        JOBS_REJECTED.labels(reason).inc()
+        raise problem from None
+    job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
+                      fp=fingerprint(sub) if idempotency_key else "")
+    outcome = await ctx.store.enqueue(job)
+    headers = {"Location": f"/v1/jobs/{outcome.id}"}
+    if outcome.replayed:
+        if outcome.conflict:
+            JOBS_REJECTED.labels("idempotency_conflict").inc()
+            raise _conflict(idempotency_key or "")
+        headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
+    _count_submitted(job.queue, job.type)
+    return JSONResponse(_accepted(job, job.id, job.status), status_code=202, headers=headers)
+
+
+@router.post(
+    "/jobs:batch", status_code=202, openapi_extra=_body("BatchSubmission"), summary="Submit many jobs",
+    responses={202: {"model": BatchResult, "description": "Every item accepted."},
+               207: {"model": BatchResult, "description": "Some items rejected; see each result."},
+               413: {"model": ProblemDetail}, **PROBLEMS},
+)
+async def submit_batch(request: Request, ctx: ContextDep) -> Response:
+    items = _batch_items(await request.body(), ctx.settings.max_batch_size)
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    jobs: list[tuple[int, PreparedJob]] = []
+    for index, item in enumerate(items):
+        try:
+            sub = ctx.submissions.batch_item.validate_python(item)
+        except ValidationError as exc:
+            problem, reason = _validation_problem(ctx, exc)
+            JOBS_REJECTED.labels(reason).inc()
+            results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
+            continue
+        key = sub.idempotency_key
+        fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
+        jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp)))
+    outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
+    for (index, job), outcome in zip(jobs, outcomes, strict=True):
+        results[index] = _batch_result(request, index, job, outcome)
+    accepted = sum(1 for r in results if r is not None and "id" in r)
+    status = 202 if accepted == len(items) else 207
+    return JSONResponse({"accepted": accepted, "rejected": len(items) - accepted, "results": results},
+                        status_code=status)
+
+
+def _batch_items(body: bytes, max_items: int) -> list[Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid([{"field": "body", "message": f"malformed JSON: {exc}"}], "The body is not valid JSON.") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
+        raise invalid([{"field": "jobs", "message": "a list of jobs is required"}])
+    if extra := sorted(set(doc) - {"jobs"}):
+        raise invalid([{"field": name, "message": "unknown field"} for name in extra])
+    items = doc["jobs"]
+    if not 1 <= len(items) <= max_items:
+        raise invalid([{"field": "jobs", "message": f"between 1 and {max_items} jobs per batch"}])
+    return items  # type: ignore[no-any-return]
+
+
+def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enqueued) -> dict[str, Any]:
+    if outcome.conflict:
+        JOBS_REJECTED.labels("idempotency_conflict").inc()
+        return {"index": index, "error": _conflict(job.idempotency_key or "").body(f"{request.url.path}#/jobs/{index}")}
+    if outcome.replayed:
+        return {"index": index, "id": outcome.id, "status": outcome.status, "replayed": True}
+    _count_submitted(job.queue, job.type)
+    return {"index": index, "id": job.id, "status": job.status}
+
+
+@router.get("/jobs/{job_id}", summary="Read a job", responses={200: {"model": JobDetail}, 404: {"model": ProblemDetail},
+                                                              **PROBLEMS})
+async def get_job(
+    job_id: JobId, ctx: ContextDep,
+    wait: Annotated[float, Query(ge=0, description="Seconds to wait for the job to end (long poll).")] = 0,
+) -> Response:
+    if wait > ctx.settings.max_wait_seconds:
+        raise invalid([{"field": "wait", "message": f"must be <= {ctx.settings.max_wait_seconds:g}"}])
+    job = await ctx.store.get(job_id)
+    if job is not None and wait > 0 and job["status"] not in TERMINAL:
+        job = await _wait_for_end(ctx, ctx.waiter, job_id, wait)
+    if job is None:
+        raise not_found(f"Job {job_id}")
+    return JSONResponse(job)
+
+
+async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: float) -> dict[str, Any] | None:
+    """Wait until the job is terminal or `wait` seconds passed; woken by the done channel."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + wait):
+            async with waiter.subscription(job_id) as done:
+                while True:
+                    job = await ctx.store.get(job_id)  # after subscribing: an end in between is not missed
+                    if job is None or job["status"] in TERMINAL:
+                        return job
+                    if done.done():  # message seen but not terminal (requeued since) or pub/sub lost: poll
+                        await asyncio.sleep(WAIT_POLL_SECONDS)
+                    else:
+                        await asyncio.wait((done,), timeout=WAIT_POLL_SECONDS)
+    except TimeoutError:
+        pass
+    return await ctx.store.get(job_id)
+
+
+@router.get("/jobs", summary="List jobs, newest first", responses={200: {"model": JobList}, **PROBLEMS})
+async def list_jobs(
+    store: StoreDep,
+    status: Annotated[Literal["queued", "scheduled", "started", "finished", "failed", "canceled"] | None,
+                      Query()] = None,
+    job_type: Annotated[str | None, Query(alias="type", max_length=200)] = None,
+    queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> Response:
+    try:
+        position = decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
+    items, next_cursor = await store.list(limit=limit, cursor=position, status=status, job_type=job_type,
+                                          queue=queue)
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+@router.delete(
+    "/jobs/{job_id}", summary="Cancel a job",
+    responses={200: {"model": JobStatusChange, "description": "Canceled before it ran."},
+               202: {"model": JobStatusChange, "description": "Running: its worker was told to stop it."},
+               404: {"model": ProblemDetail}, 409: {"model": ProblemDetail}, **PROBLEMS},
+)
+async def cancel_job(job_id: JobId, store: StoreDep) -> Response:
+    result, status = await store.cancel(job_id)
+    if result == "canceled":
+        return JSONResponse({"id": job_id, "status": "canceled"})
+    if result == "stopping":
+        return JSONResponse({"id": job_id, "status": "canceling"}, status_code=202)
+    if result == "missing":
+        raise not_found(f"Job {job_id}")
+    status = API_STATUS.get(status, status)
+    raise Problem(409, "job-ended", f"Job {job_id} has already ended ({status}); nothing to cancel.",
+                  extra={"job_status": status})
+
+
+@router.post(
+    "/jobs/{job_id}/retry", status_code=202, summary="Requeue a failed or canceled job",
+    responses={202: {"model": JobStatusChange}, 404: {"model": ProblemDetail}, 409: {"model": ProblemDetail},
+               **PROBLEMS},
+)
+async def retry_job(job_id: JobId, store: StoreDep) -> Response:
+    result, status = await store.requeue(job_id)
+    if result == "queued":
+        return JSONResponse({"id": job_id, "status": "queued"}, status_code=202,
+                            headers={"Location": f"/v1/jobs/{job_id}"})
+    if result == "missing":
+        raise not_found(f"Job {job_id}")
+    status = API_STATUS.get(status, status)
+    raise Problem(409, "not-retryable", f"Only failed or canceled jobs can be retried; job {job_id} is {status}.",
+                  extra={"job_status": status})

@@ -1,0 +1,24 @@
+"""/v1/queues: depth, in-flight, registries and live workers per queue, in one Redis round trip."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from ..deps import ApiContext, ContextDep
+from ..models import QueueList
+from ..responses import JSONResponse
+from .jobs import PROBLEMS
+
+router = APIRouter(prefix="/v1", tags=["queues"])
+
+
+def known_queues(ctx: ApiContext) -> list[str]:
+    """Queues of the catalog and settings; the store adds those Redis knows (rq:queues)."""
+    names = {job_type.queue for job_type in ctx.catalog} | set(ctx.settings.queues) | {ctx.settings.default_queue}
+    return sorted(names)
+
+
+@router.get("/queues", summary="Queue statistics", responses={200: {"model": QueueList}, **PROBLEMS})
+async def list_queues(ctx: ContextDep) -> Response:
+    return JSONResponse({"items": await ctx.store.queue_stats(known_queues(ctx))})

@@ -1,0 +1,297 @@
+"""Every Redis operation of the API, async (redis.asyncio), one round trip where possible."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from jobengine import keys
+from jobengine.catalog import JobType
+from jobengine.jobdata import API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id
+from jobengine.jobdata import utcformat
+from jobengine.scripts import Scripts
+from jobengine.settings import Settings
+
+from .models import JobOptions
+
+# Read-only snapshot of every queue in one round trip. ARGV: queue names known to the API; the
+# queues RQ knows (rq:queues) are added. rq:workers:<q> holds worker keys (RQ) or names.
+QUEUE_STATS_LUA = """
+local names, seen = {}, {}
+for _, q in ipairs(ARGV) do
+  if not seen[q] then seen[q] = true; names[#names + 1] = q end
+end
+for _, k in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
+  local q = string.sub(k, 10)
+  if not seen[q] then seen[q] = true; names[#names + 1] = q end
+end
+local out = {}
+for _, q in ipairs(names) do
+  local live = 0
+  for _, w in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+    local wk = w
+    if string.sub(w, 1, 10) ~= 'rq:worker:' then wk = 'rq:worker:' .. w end
+    if redis.call('EXISTS', wk) == 1 then live = live + 1 end
+  end
+  out[#out + 1] = {q, redis.call('LLEN', 'rq:queue:' .. q), redis.call('ZCARD', 'rq:wip:' .. q),
+    redis.call('ZCARD', 'rq:scheduled:' .. q), redis.call('ZCARD', 'rq:failed:' .. q),
+    redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live}
+end
+return out
+"""
+QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "canceled", "workers")
+
+SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at")
+LIST_SCAN_BUDGET = 1000  # index entries one list request may look at, whatever the filters
+CANCEL_MESSAGE = encode_exc_string("canceled through the API")
+
+
+def fingerprint(options: JobOptions, exclude: set[str] | None = None) -> str:
+    """sha256 of the canonical body: what an Idempotency-Key is bound to."""
+    body = options.model_dump(mode="json", exclude_unset=True, exclude=exclude)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(slots=True)
+class PreparedJob:
+    """One job ready for enqueue.lua: computed without I/O."""
+
+    id: str
+    type: str
+    queue: str
+    status: str
+    run_at: datetime | None
+    idempotency_key: str | None
+    fingerprint: str
+    keys: list[str]
+    args: list[Any]
+
+
+def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
+                fp: str = "", trace_meta: dict[str, Any] | None = None) -> PreparedJob:
+    now = datetime.now(timezone.utc)
+    queue = sub.queue or job_type.queue or settings.default_queue
+    run_at = sub.run_at
+    if sub.delay_seconds:
+        run_at = datetime.fromtimestamp(now.timestamp() + sub.delay_seconds, timezone.utc)
+    if run_at is not None and run_at <= now:
+        run_at = None  # due already: queue it now
+    status = "scheduled" if run_at else "queued"
+    retry = sub.retry or job_type.retry
+    job_id = new_job_id()
+    fields = build_job_hash(
+        job_id=job_id, job_type=job_type.name, function=job_type.function,
+        payload=sub.payload.model_dump(mode="json"),  # type: ignore[attr-defined]
+        queue=queue, timeout=sub.timeout or job_type.timeout,
+        result_ttl=sub.result_ttl or job_type.result_ttl, failure_ttl=job_type.failure_ttl,
+        retry_intervals=retry.intervals(), status=status, meta=trace_meta or {}, now=now,
+    )
+    idem_key = keys.idempotency(idempotency_key) if idempotency_key else ""
+    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1000),
+                       settings.idempotency_ttl_seconds, fp, keys.queue(queue)]
+    for name, value in fields.items():
+        args.append(name)
+        args.append(value)
+    return PreparedJob(
+        id=job_id, type=job_type.name, queue=queue, status=status, run_at=run_at,
+        idempotency_key=idempotency_key, fingerprint=fp,
+        keys=[keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), idem_key],
+        args=args,
+    )
+
+
+@dataclass(slots=True)
+class Enqueued:
+    id: str
+    status: str
+    replayed: bool = False
+    conflict: bool = False  # the idempotency key is bound to another body
+
+
+def _enqueued(job: PreparedJob, reply: list[Any]) -> Enqueued:
+    if int(reply[0]) == 1:
+        return Enqueued(job.id, job.status)
+    stored_fp = _s(reply[2]) if len(reply) > 2 else ""
+    rq_status = _s(reply[3]) if len(reply) > 3 else ""
+    return Enqueued(_s(reply[1]), API_STATUS.get(rq_status, rq_status) or "expired", replayed=True,
+                    conflict=stored_fp != job.fingerprint)
+
+
+def _s(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ValueError for anything that is not a cursor we made."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, job_id = text.split(":", 1)
+        return int(score), job_id
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("not a valid cursor") from exc
+
+
+class JobStore:
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.scripts = Scripts.register(client)
+        self._queue_stats = client.register_script(QUEUE_STATS_LUA)
+
+    async def warm_up(self) -> None:
+        """Load the scripts so the first requests do not pay a NOSCRIPT round trip."""
+        for script in (self.scripts.enqueue, self.scripts.cancel, self.scripts.requeue, self._queue_stats):
+            script.sha = await self.redis.script_load(script.script)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # --- submit ---
+
+    async def enqueue(self, job: PreparedJob) -> Enqueued:
+        reply = await self.scripts.enqueue(keys=job.keys, args=job.args)
+        return _enqueued(job, reply)
+
+    async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
+        """All jobs in one pipeline (EVALSHA each); loads the script and redoes it once after a NOSCRIPT."""
+        if not jobs:
+            return []
+        script = self.scripts.enqueue
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for job in jobs:
+                pipe.evalsha(script.sha, len(job.keys), *job.keys, *job.args)
+            replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                # NOSCRIPT fails every call of this script alike: nothing was written; load and redo.
+                script.sha = await self.redis.script_load(script.script)
+                continue
+            break
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [_enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+
+    # --- read ---
+
+    async def get(self, job_id: str) -> dict[str, Any] | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.job(job_id))
+        pipe.xrevrange(keys.results(job_id), count=1)
+        raw, results = await pipe.execute()
+        if not raw:
+            return None
+        view = JobView.from_hash(job_id, raw)
+        scheduled_for = None
+        if view.rq_status == "scheduled" and view.queue:
+            score = await self.redis.zscore(keys.scheduled_registry(view.queue), job_id)
+            scheduled_for = datetime.fromtimestamp(score, timezone.utc) if score is not None else None
+        return job_detail(view, decode_result_entry(results[0][1]) if results else None, scheduled_for)
+
+    async def list(self, *, limit: int, cursor: tuple[int, str] | None, status: str | None, job_type: str | None,
+                   queue: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first from the index; filters on the hashes; entries whose job expired are removed lazily."""
+        start = 0
+        skip_ties: tuple[int, str] | None = None
+        if cursor is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrevrank(keys.JOB_INDEX, cursor[1])
+            pipe.zcount(keys.JOB_INDEX, f"({cursor[0]}", "+inf")
+            rank, newer = await pipe.execute()
+            if rank is not None:
+                start = rank + 1
+            else:  # the cursor's job left the index: resume at its score, skipping what we already gave
+                start, skip_ties = newer, cursor
+        items: list[dict[str, Any]] = []
+        scanned = 0
+        last: tuple[float, str] | None = None
+        chunk = max(2 * limit, 50)
+        while len(items) < limit and scanned < LIST_SCAN_BUDGET:
+            entries = await self.redis.zrevrange(keys.JOB_INDEX, start, start + chunk - 1, withscores=True)
+            if not entries:
+                return items, None
+            pipe = self.redis.pipeline(transaction=False)
+            for member, _ in entries:
+                pipe.hmget(keys.job(_s(member)), *SUMMARY_FIELDS)
+            rows = await pipe.execute()
+            gone: list[str] = []
+            for (member, score), row in zip(entries, rows, strict=True):
+                start += 1
+                scanned += 1
+                job_id = _s(member)
+                last = (score, job_id)
+                if skip_ties and int(score) == skip_ties[0] and job_id >= skip_ties[1]:
+                    continue
+                if row[0] is None:
+                    gone.append(job_id)
+                    continue
+                summary = job_summary(job_id, row)
+                if ((status and summary["status"] != status) or (job_type and summary["type"] != job_type)
+                        or (queue and summary["queue"] != queue)):
+                    continue
+                items.append(summary)
+                if len(items) >= limit:
+                    break
+            if gone:
+                await self.redis.zrem(keys.JOB_INDEX, *gone)
+                start -= len(gone)
+            if len(entries) < chunk and len(items) < limit:
+                return items, None
+        return items, (encode_cursor(last[0], last[1]) if last else None)
+
+    # --- state changes ---
+
+    async def cancel(self, job_id: str) -> tuple[str, str]:
+        now = time.time()
+        reply = await self.scripts.cancel(
+            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE])
+        return _s(reply[0]), _s(reply[1])
+
+    async def requeue(self, job_id: str) -> tuple[str, str]:
+        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc))])
+        return _s(reply[0]), _s(reply[1])
+
+    async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
+        rows = await self._queue_stats(keys=[], args=known)
+        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:]), strict=True))} for row in rows]
+        return sorted(stats, key=lambda s: s["name"])
+
+
+def job_summary(job_id: str, row: list[bytes | None]) -> dict[str, Any]:
+    raw = {name.encode(): value for name, value in zip(SUMMARY_FIELDS, row, strict=True) if value is not None}
+    view = JobView.from_hash(job_id, raw, with_payload=False)
+    return {"id": view.id, "type": view.type, "queue": view.queue, "status": view.status,
+            "created_at": view.created_at, "enqueued_at": view.enqueued_at, "started_at": view.started_at,
+            "ended_at": view.ended_at}
+
+
+def job_detail(view: JobView, last_result: dict[str, Any] | None, scheduled_for: datetime | None
+               ) -> dict[str, Any]:
+    result = error = None
+    if last_result:
+        if last_result["type"] == 1 and view.status == "finished":
+            result = last_result.get("return_value")
+        elif last_result["type"] in (2, 3) and view.status != "finished":
+            error = last_result.get("exc_string")
+    return {
+        "id": view.id, "type": view.type, "queue": view.queue, "status": view.status, "payload": view.payload,
+        "result": result, "error": error, "attempts": view.attempts, "retries_left": view.retries_left,
+        "created_at": view.created_at, "enqueued_at": view.enqueued_at, "started_at": view.started_at,
+        "ended_at": view.ended_at, "scheduled_for": scheduled_for, "progress": view.progress,
+        "worker": view.worker_name,
+    }
