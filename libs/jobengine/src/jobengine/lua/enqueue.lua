@@ -22,9 +22,10 @@ if tonumber(ARGV[2]) > 0 then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 else
   redis.call('RPUSH', KEYS[2], ARGV[1])
-  redis.call('LPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], 0, 0)
 end
+-- wake an idle worker: to claim the job, or to re-plan its scheduler tick for a delayed one
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, 0)
 redis.call('SADD', 'rq:queues', ARGV[6])
 redis.call('ZADD', 'jobengine:index', ARGV[3], ARGV[1])
 return {1, ARGV[1]}
