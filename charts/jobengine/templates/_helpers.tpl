@@ -1,0 +1,295 @@
+{{/*
+Names, labels and the shared wiring (Redis address, password, queue keys) of the jobengine chart.
+Every template takes the Redis connection from the helpers below, so the api, the workers and
+KEDA always agree on it.
+*/}}
+
+{{- define "jobengine.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jobengine.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Common labels; the selector labels plus chart, version and managed-by. */}}
+{{- define "jobengine.labels" -}}
+helm.sh/chart: {{ include "jobengine.chart" . }}
+{{ include "jobengine.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: jobengine
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: name + instance only; never the chart or the version. */}}
+{{- define "jobengine.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jobengine.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels and selector labels of one component: (dict "root" $ "component" "api") */}}
+{{- define "jobengine.componentLabels" -}}
+{{ include "jobengine.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .pool }}
+jobengine.io/pool: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.componentSelectorLabels" -}}
+{{ include "jobengine.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .pool }}
+jobengine.io/pool: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jobengine.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag or repository@digest; tag defaults to the appVersion: (dict "image" .. "root" $) */}}
+{{- define "jobengine.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.apiName" -}}
+{{- printf "%s-api" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of a worker pool's Deployment, ScaledObject, HPA and PDB: (dict "root" $ "pool" name) */}}
+{{- define "jobengine.workerName" -}}
+{{- printf "%s-worker-%s" (include "jobengine.fullname" .root) .pool | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jobengine.configName" -}}
+{{- printf "%s-config" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The Redis list RQ keeps a queue's waiting jobs in. Must equal jobengine.keys.queue(name)
+(libs/jobengine/src/jobengine/keys.py); tests/chart checks it against the code.
+*/}}
+{{- define "jobengine.queueKey" -}}
+{{- printf "rq:queue:%s" . }}
+{{- end }}
+
+{{/*
+Deep merge of two maps where the override wins even with false, 0 or "" (sprig's
+mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
+*/}}
+{{- define "jobengine.deepMerge" -}}
+{{- $out := deepCopy .base }}
+{{- range $key, $value := .over }}
+{{- $current := get $out $key }}
+{{- if and (kindIs "map" $value) (kindIs "map" $current) }}
+{{- $_ := set $out $key (include "jobengine.deepMerge" (dict "base" $current "over" $value) | fromYaml) }}
+{{- else }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* Settings of one pool: .Values.worker overridden by the pool's own keys. (dict "root" $ "pool" values) */}}
+{{- define "jobengine.poolValues" -}}
+{{- include "jobengine.deepMerge" (dict "base" (merge (dict "enabled" true) (deepCopy .root.Values.worker)) "over" .pool) }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds of a worker pool: ceil(drainSeconds) + margin. */}}
+{{- define "jobengine.workerGracePeriod" -}}
+{{- add (ceil .drainSeconds | int) (.terminationGraceMarginSeconds | int) }}
+{{- end }}
+
+{{/* ---------------- Redis connection ---------------- */}}
+
+{{- define "jobengine.redis.host" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "%s-redis.%s.svc" (include "jobengine.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- required "externalRedis.host is required when redis.enabled is false" .Values.externalRedis.host }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.redis.port" -}}
+{{- if .Values.redis.enabled }}6379{{ else }}{{ .Values.externalRedis.port | int }}{{ end }}
+{{- end }}
+
+{{- define "jobengine.redis.db" -}}
+{{- if .Values.redis.enabled }}0{{ else }}{{ .Values.externalRedis.db | int }}{{ end }}
+{{- end }}
+
+{{/* host:port, the form KEDA's redis trigger takes. */}}
+{{- define "jobengine.redis.address" -}}
+{{- printf "%s:%s" (include "jobengine.redis.host" .) (include "jobengine.redis.port" .) }}
+{{- end }}
+
+{{- define "jobengine.redis.tls" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.tls.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "jobengine.redis.username" -}}
+{{- if not .Values.redis.enabled }}{{ .Values.externalRedis.username }}{{ end }}
+{{- end }}
+
+{{/* "true" when a password is configured (always for the in-chart Redis). */}}
+{{- define "jobengine.redis.hasPassword" -}}
+{{- if or .Values.redis.enabled .Values.externalRedis.existingSecret .Values.externalRedis.password }}true{{ end }}
+{{- end }}
+
+{{/* true when the chart renders the password Secret itself. */}}
+{{- define "jobengine.redis.createSecret" -}}
+{{- if .Values.redis.enabled }}
+{{- if not .Values.redis.auth.existingSecret }}true{{ end }}
+{{- else if and .Values.externalRedis.password (not .Values.externalRedis.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "jobengine.redis.secretName" -}}
+{{- if and .Values.redis.enabled .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecret }}
+{{- else if and (not .Values.redis.enabled) .Values.externalRedis.existingSecret }}
+{{- .Values.externalRedis.existingSecret }}
+{{- else }}
+{{- printf "%s-redis" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.redis.secretKey" -}}
+{{- if and .Values.redis.enabled .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecretPasswordKey }}
+{{- else if and (not .Values.redis.enabled) .Values.externalRedis.existingSecret }}
+{{- .Values.externalRedis.existingSecretPasswordKey }}
+{{- else }}redis-password{{ end }}
+{{- end }}
+
+{{- define "jobengine.redis.caMountPath" -}}/etc/jobengine/redis-tls{{- end }}
+
+{{/*
+The Redis environment of every jobengine container (api, workers): REDIS_PASSWORD from the
+Secret, then JOBENGINE_REDIS_URL built from it with Kubernetes' dependent variables.
+*/}}
+{{- define "jobengine.redis.env" -}}
+{{- $hasPassword := include "jobengine.redis.hasPassword" . }}
+{{- if $hasPassword }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "jobengine.redis.secretName" . }}
+      key: {{ include "jobengine.redis.secretKey" . }}
+{{- end }}
+{{- $scheme := ternary "rediss" "redis" (eq (include "jobengine.redis.tls" .) "true") }}
+{{- $userinfo := "" }}
+{{- if $hasPassword }}
+{{- $userinfo = printf "%s:$(REDIS_PASSWORD)@" (include "jobengine.redis.username" .) }}
+{{- else if include "jobengine.redis.username" . }}
+{{- $userinfo = printf "%s@" (include "jobengine.redis.username" .) }}
+{{- end }}
+{{- $query := list }}
+{{- if eq (include "jobengine.redis.tls" .) "true" }}
+{{- if .Values.externalRedis.tls.caSecret }}
+{{- $query = append $query (printf "ssl_ca_certs=%s/%s" (include "jobengine.redis.caMountPath" .) .Values.externalRedis.tls.caSecretKey) }}
+{{- end }}
+{{- if .Values.externalRedis.tls.insecureSkipVerify }}
+{{- $query = append $query "ssl_cert_reqs=none" }}
+{{- $query = append $query "ssl_check_hostname=false" }}
+{{- end }}
+{{- end }}
+- name: JOBENGINE_REDIS_URL
+  value: {{ printf "%s://%s%s/%s%s" $scheme $userinfo (include "jobengine.redis.address" .) (include "jobengine.redis.db" .) (ternary (printf "?%s" (join "&" $query)) "" (gt (len $query) 0)) | quote }}
+{{- end }}
+
+{{- define "jobengine.redis.volumeMounts" -}}
+{{- if and (eq (include "jobengine.redis.tls" .) "true") .Values.externalRedis.tls.caSecret }}
+- name: redis-tls
+  mountPath: {{ include "jobengine.redis.caMountPath" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.redis.volumes" -}}
+{{- if and (eq (include "jobengine.redis.tls" .) "true") .Values.externalRedis.tls.caSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.externalRedis.tls.caSecret }}
+    items:
+      - key: {{ .Values.externalRedis.tls.caSecretKey }}
+        path: {{ .Values.externalRedis.tls.caSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* Checksum of the shared ConfigMap: a config change rolls the api and the workers. */}}
+{{- define "jobengine.checksumConfig" -}}
+{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* Topology spread constraints: (dict "spread" values "selector" selectorLabelsYAML) */}}
+{{- define "jobengine.topologySpread" -}}
+{{- if .spread.enabled }}
+topologySpreadConstraints:
+{{- range .spread.topologyKeys }}
+  - maxSkew: {{ $.spread.maxSkew | int }}
+    topologyKey: {{ . }}
+    whenUnsatisfiable: {{ $.spread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- $.selector | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Validation of value combinations the schema cannot express. */}}
+{{- define "jobengine.validate" -}}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
+{{- fail "externalRedis.host is required when redis.enabled is false" }}
+{{- end }}
+{{- if and .Values.keda.inFlight.enabled (not .Values.keda.enabled) }}
+{{- fail "keda.inFlight.enabled needs keda.enabled: true" }}
+{{- end }}
+{{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
+{{- fail "tracing.endpoint is required when tracing.enabled is true" }}
+{{- end }}
+{{- $enabled := 0 }}
+{{- range $name, $raw := .Values.workerPools }}
+{{- $pool := include "jobengine.poolValues" (dict "root" $ "pool" $raw) | fromYaml }}
+{{- if $pool.enabled }}
+{{- $enabled = add1 $enabled }}
+{{- if not $pool.queues }}
+{{- fail (printf "workerPools.%s.queues: at least one queue is needed" $name) }}
+{{- end }}
+{{- if and $pool.autoscaling.enabled (not $.Values.keda.enabled) (lt ($pool.autoscaling.minReplicas | int) 1) }}
+{{- fail (printf "workerPools.%s: autoscaling.minReplicas 0 (scale to zero) needs keda.enabled: true; the HPA fallback needs at least 1" $name) }}
+{{- end }}
+{{- if and $pool.autoscaling.enabled (gt ($pool.autoscaling.minReplicas | int) ($pool.autoscaling.maxReplicas | int)) }}
+{{- fail (printf "workerPools.%s: autoscaling.minReplicas is above maxReplicas" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $enabled 0 }}
+{{- fail "workerPools: enable at least one pool, or no job will ever run" }}
+{{- end }}
+{{- end }}
