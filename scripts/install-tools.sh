@@ -51,7 +51,7 @@ mkdir -p "$TOOLS_BIN"
 for tool in helm kubectl; do
   if [[ "${FORCE:-0}" == 1 ]] || ! have "$tool"; then
     install -m 0755 "$work/$tool" "$TOOLS_BIN/$tool"
-    echo "install-tools: $("$TOOLS_BIN/$tool" version --client 2>/dev/null | head -1) -> $TOOLS_BIN/$tool" >&2
+    echo "install-tools: $tool -> $TOOLS_BIN/$tool" >&2
   fi
 done
 command -v helm 2>/dev/null || echo "$TOOLS_BIN/helm"
