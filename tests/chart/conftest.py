@@ -26,9 +26,10 @@ RELEASE = "rel"
 KUBERNETES_VERSION = "1.35.0"
 
 # Value sets of the render matrix: the defaults plus one file per toggle in charts/jobengine/ci/.
+# The kind values of the dev loop (k8s/) are rendered and validated too.
 VALUE_SETS: dict[str, list[Path]] = {"default": []} | {
     path.name.removesuffix("-values.yaml"): [path] for path in sorted(CI_DIR.glob("*-values.yaml"))
-}
+} | {"kind": [ROOT / "k8s/values-kind.yaml"], "dev": [ROOT / "k8s/values-kind.yaml", ROOT / "k8s/values-dev.yaml"]}
 
 
 def find_helm() -> str:
