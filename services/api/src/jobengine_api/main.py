@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,11 +51,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             await store.warm_up()
         except TRANSIENT_ERRORS as exc:  # start anyway: /readyz reports it, requests get 503 until it is back
             log.warning("redis not reachable at start", extra={"error": repr(exc)})
+        gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
             yield
         finally:
             await waiter.close()
+            await store.fast.aclose()
             await client.aclose()
 
     app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

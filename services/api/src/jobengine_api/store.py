@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import time
+from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +22,7 @@ from jobengine.jobdata import utcformat
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 
+from .fastlane import FastLane, pack, register_constants
 from .models import JobOptions
 
 # Read-only snapshot of every queue in one round trip. ARGV: queue names known to the API; the
@@ -53,6 +55,9 @@ QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "c
 SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at")
 LIST_SCAN_BUDGET = 1000  # index entries one list request may look at, whatever the filters
 CANCEL_MESSAGE = encode_exc_string("canceled through the API")
+register_constants(*build_job_hash(
+    job_id="", job_type="", function="x.y", payload={}, queue="", timeout=1, result_ttl=1, failure_ttl=1,
+    retry_intervals=[1.0], status="", meta={}, now=datetime.now(timezone.utc)))
 
 
 def fingerprint(options: JobOptions, exclude: set[str] | None = None) -> str:
@@ -98,9 +103,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     idem_key = keys.idempotency(idempotency_key) if idempotency_key else ""
     args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1000),
                        settings.idempotency_ttl_seconds, fp, keys.queue(queue)]
-    for name, value in fields.items():
-        args.append(name)
-        args.append(value)
+    args.extend(chain.from_iterable(fields.items()))
     return PreparedJob(
         id=job_id, type=job_type.name, queue=queue, status=status, run_at=run_at,
         idempotency_key=idempotency_key, fingerprint=fp,
@@ -151,6 +154,7 @@ class JobStore:
         self.redis = client
         self.settings = settings
         self.scripts = Scripts.register(client)
+        self.fast = FastLane(client, settings.redis_socket_timeout)
         self._queue_stats = client.register_script(QUEUE_STATS_LUA)
 
     async def warm_up(self) -> None:
@@ -164,28 +168,36 @@ class JobStore:
     # --- submit ---
 
     async def enqueue(self, job: PreparedJob) -> Enqueued:
-        reply = await self.scripts.enqueue(keys=job.keys, args=job.args)
+        script = self.scripts.enqueue
+        command = pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args])
+        try:
+            reply = await self.fast.execute(command)
+        except NoScriptError:  # Redis restarted or was flushed; the sha is the script's hash: load and resend
+            await self._load(script)
+            reply = await self.fast.execute(command)
         return _enqueued(job, reply)
 
     async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
-        """All jobs in one pipeline (EVALSHA each); loads the script and redoes it once after a NOSCRIPT."""
+        """All jobs in one pipelined write (EVALSHA each)."""
         if not jobs:
             return []
         script = self.scripts.enqueue
-        for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            for job in jobs:
-                pipe.evalsha(script.sha, len(job.keys), *job.keys, *job.args)
-            replies = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                # NOSCRIPT fails every call of this script alike: nothing was written; load and redo.
-                script.sha = await self.redis.script_load(script.script)
-                continue
-            break
+        commands = [pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args]) for job in jobs]
+        replies = await self.fast.execute_many(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # NOSCRIPT: those commands did nothing; load the script and send them again
+            await self._load(script)
+            for i, reply in zip(missing, await self.fast.execute_many([commands[i] for i in missing]), strict=True):
+                replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return [_enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+
+    async def _load(self, script: Any) -> None:
+        # through the fast lane: its connections notice a Redis restart before they are used
+        sha = await self.fast.execute(pack(["SCRIPT", "LOAD", script.script]))
+        assert _s(sha) == script.sha, "a script's sha is the hash of its source"
 
     # --- read ---
 
