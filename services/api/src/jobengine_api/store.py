@@ -135,6 +135,14 @@ def _s(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _as_dict(reply: Any) -> dict[bytes, bytes]:
+    """A raw RESP2 field/value array (RESP3 already gives a map)."""
+    if isinstance(reply, dict):
+        return reply
+    it = iter(reply)
+    return dict(zip(it, it, strict=True))
+
+
 def encode_cursor(score: float, job_id: str) -> str:
     return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
 
@@ -202,18 +210,21 @@ class JobStore:
     # --- read ---
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.job(job_id))
-        pipe.xrevrange(keys.results(job_id), count=1)
-        raw, results = await pipe.execute()
-        if not raw:
+        # on the fast lane: this read sits on the submit -> result path of every long-poll
+        hash_reply, results = await self.fast.execute_many(
+            [pack(["HGETALL", keys.job(job_id)]), pack(["XREVRANGE", keys.results(job_id), "+", "-", "COUNT", 1])])
+        for reply in (hash_reply, results):
+            if isinstance(reply, Exception):
+                raise reply
+        if not hash_reply:
             return None
+        raw = _as_dict(hash_reply)
         view = JobView.from_hash(job_id, raw)
         scheduled_for = None
         if view.rq_status == "scheduled" and view.queue:
             score = await self.redis.zscore(keys.scheduled_registry(view.queue), job_id)
             scheduled_for = datetime.fromtimestamp(score, timezone.utc) if score is not None else None
-        return job_detail(view, decode_result_entry(results[0][1]) if results else None, scheduled_for)
+        return job_detail(view, decode_result_entry(_as_dict(results[0][1])) if results else None, scheduled_for)
 
     async def list(self, *, limit: int, cursor: tuple[int, str] | None, status: str | None, job_type: str | None,
                    queue: str | None) -> tuple[list[dict[str, Any]], str | None]:

@@ -186,9 +186,8 @@ async def get_job(
 ) -> Response:
     if wait > ctx.settings.max_wait_seconds:
         raise invalid([{"field": "wait", "message": f"must be <= {ctx.settings.max_wait_seconds:g}"}])
-    job = await ctx.store.get(job_id)
-    if job is not None and wait > 0 and job["status"] not in TERMINAL:
-        job = await _wait_for_end(ctx, ctx.waiter, job_id, wait)
+    # with a wait, subscribe before the first read: one round trip less while the job runs
+    job = await (_wait_for_end(ctx, ctx.waiter, job_id, wait) if wait > 0 else ctx.store.get(job_id))
     if job is None:
         raise not_found(f"Job {job_id}")
     return JSONResponse(job)
