@@ -6,9 +6,9 @@ import base64
 import binascii
 import hashlib
 import time
-from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -17,8 +17,8 @@ from redis.exceptions import NoScriptError
 
 from jobengine import keys
 from jobengine.catalog import JobType
-from jobengine.jobdata import API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id
-from jobengine.jobdata import utcformat
+from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
+                               utcformat)
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 

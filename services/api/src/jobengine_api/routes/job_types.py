@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path
 from starlette.responses import Response
-from typing import Annotated
 
 from jobengine.catalog import Catalog
 
