@@ -32,9 +32,11 @@ def main() -> int:
         print(f"embedded Redis on {url} (data in .run/redis, AOF on)", flush=True)
     env["JOBENGINE_REDIS_URL"] = url
     host, port = env.get("JOBENGINE_API_HOST", "127.0.0.1"), env.get("JOBENGINE_API_PORT", "8000")
+    # Own sessions: a Ctrl-C reaches only this launcher, which asks each service once to stop (a
+    # second signal would make the worker skip its drain).
     procs = {
-        "api": subprocess.Popen([sys.executable, "-m", "jobengine_api"], env=env),
-        "worker": subprocess.Popen([sys.executable, "-m", "jobengine_worker"], env=env),
+        "api": subprocess.Popen([sys.executable, "-m", "jobengine_api"], env=env, start_new_session=True),
+        "worker": subprocess.Popen([sys.executable, "-m", "jobengine_worker"], env=env, start_new_session=True),
     }
     print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops all", flush=True)
 
