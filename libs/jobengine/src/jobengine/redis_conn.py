@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -32,6 +33,9 @@ def _common_kwargs(settings: Settings) -> dict[str, object]:
         "socket_timeout": settings.redis_socket_timeout,
         "socket_connect_timeout": settings.redis_socket_timeout,
         "health_check_interval": 30,
+        # Without this list redis-py does not retry at all: a pooled connection broken by a Redis
+        # restart would fail the first command after it instead of reconnecting.
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
 
 
@@ -58,7 +62,8 @@ def async_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         require_url(settings),
         max_connections=256,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        # The asyncio Retry: the sync one would wrap the coroutine, not its await, and never retry.
+        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 1),
         **_common_kwargs(settings),  # type: ignore[arg-type]
     )
 
