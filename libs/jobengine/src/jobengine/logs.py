@@ -1,4 +1,8 @@
-"""JSON log lines on stdout: timestamp, level, logger, message, and job/trace ids when known."""
+"""JSON log lines on stdout: timestamp, level, logger, message, and job/trace ids when known.
+
+trace_id and span_id come from the record's `extra` when given, else from the current
+OpenTelemetry span (also a remote context attached without the SDK: see jobengine.tracing.attach).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 from typing import Any
 
 import orjson
+from opentelemetry.trace import get_current_span
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -23,6 +28,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
+        if "trace_id" not in entry:
+            span_context = get_current_span().get_span_context()
+            if span_context.is_valid:
+                entry["trace_id"] = format(span_context.trace_id, "032x")
+                entry["span_id"] = format(span_context.span_id, "016x")
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

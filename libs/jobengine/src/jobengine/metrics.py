@@ -8,7 +8,12 @@ Metrics live in the registry of the long-lived process (API or worker), never in
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No `_created` series: they double the series count and no dashboard or alert reads them.
+disable_created_metrics()
 
 # Buckets from 1 ms to 6 h: trivial jobs and hour-long batch jobs on one histogram.
 DURATION_BUCKETS = (
@@ -17,8 +22,12 @@ DURATION_BUCKETS = (
 )
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-# Outcomes of one run of a job (jobengine_jobs_finished_total{outcome}).
-OUTCOMES = ("succeeded", "failed", "retried", "canceled", "timed_out", "requeued")
+# Outcomes of one run of a job (jobengine_jobs_finished_total{outcome}): what became of the job after
+# the run. Terminal ones end the job; the others mean it runs again.
+TERMINAL_OUTCOMES = ("succeeded", "failed", "timed_out", "canceled")
+OUTCOMES = (*TERMINAL_OUTCOMES, "retried", "requeued")
+REJECT_REASONS = ("malformed_json", "unknown_type", "validation", "idempotency_conflict")
+RECOVERED_OUTCOMES = ("queued", "failed", "canceled")
 
 # --- jobs (API side) ---
 JOBS_SUBMITTED = Counter(
@@ -32,8 +41,8 @@ JOBS_REJECTED = Counter(
 JOBS_STARTED = Counter("jobengine_jobs_started", "Job runs started by workers.", ["queue", "job_type"])
 JOBS_FINISHED = Counter(
     "jobengine_jobs_finished",
-    "Job runs ended, by outcome: succeeded, failed (final), retried (failed, will run again), canceled, "
-    "timed_out (final or retried), requeued (given back on shutdown).",
+    "Job runs ended, by outcome: succeeded, failed (final), timed_out (final), canceled, "
+    "retried (failed or timed out, will run again), requeued (given back on shutdown).",
     ["queue", "job_type", "outcome"],
 )
 JOBS_RECOVERED = Counter(
@@ -53,6 +62,9 @@ JOB_E2E_SECONDS = Histogram(
 
 # --- worker saturation ---
 WORKER_BUSY = Gauge("jobengine_worker_busy", "1 while this worker runs a job, else 0.", ["queue"])
+WORKER_IDLE = Gauge(
+    "jobengine_worker_idle", "1 while this worker waits for work, else 0 (busy or draining). One series per worker."
+)
 WORKER_JOBS_IN_PROGRESS = Gauge(
     "jobengine_worker_jobs_claimed", "Jobs this worker holds (running or claimed for the current batch)."
 )
@@ -76,3 +88,28 @@ HTTP_DURATION = Histogram(
     "jobengine_http_request_duration_seconds", "HTTP request duration by route template.", ["route", "method"],
     buckets=HTTP_BUCKETS,
 )
+
+
+def init_worker_series(queues: Iterable[str], job_types: Iterable[str]) -> None:
+    """Create the worker's counters at 0 for every queue and job type it may see.
+
+    A counter that first appears at 1 loses that increment in rate()/increase(), and a panel
+    or alert on a series that does not exist yet shows "no data" instead of 0.
+    """
+    job_types = list(job_types)
+    for queue in queues:
+        for outcome in RECOVERED_OUTCOMES:
+            JOBS_RECOVERED.labels(queue, outcome)
+        WORKER_BUSY.labels(queue).set(0)
+        for job_type in job_types:
+            JOBS_STARTED.labels(queue, job_type)
+            for outcome in OUTCOMES:
+                JOBS_FINISHED.labels(queue, job_type, outcome)
+
+
+def init_api_series(queue_job_types: Iterable[tuple[str, str]]) -> None:
+    """The API's counters at 0 (see init_worker_series): each job type on its default queue."""
+    for queue, job_type in queue_job_types:
+        JOBS_SUBMITTED.labels(queue, job_type)
+    for reason in REJECT_REASONS:
+        JOBS_REJECTED.labels(reason)
