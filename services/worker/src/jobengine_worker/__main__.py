@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from jobengine import tracing
 from jobengine.catalog import get_catalog
 from jobengine.logs import setup_logging
 from jobengine.settings import load_settings
@@ -15,6 +16,7 @@ def main() -> None:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     catalog = get_catalog()
+    tracing.setup_tracing("jobengine-worker")  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER
     if settings.metrics_port:
         from prometheus_client import start_http_server
 

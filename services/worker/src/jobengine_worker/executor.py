@@ -3,7 +3,9 @@ process that talks to Redis, and a hung or crashing job costs one respawn, not t
 
 Protocol over a pipe, JSON (orjson) both ways, never pickle, one job at a time (so the supervisor
 decides what starts: a drain or a cancel of a waiting job needs no message to the executor):
-  supervisor -> executor: [id, type, function, payload, timeout, attempt, queue]
+  supervisor -> executor: [id, type, function, payload, timeout, attempt, queue, traceparent]
+     traceparent: the run span's W3C context (or null); made current while the job runs, so the
+     job's own spans are children of the run span and its log lines carry the trace id
   executor -> supervisor: [id, kind, value, run_seconds]
      kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
            invalid (payload failed validation, or no such function: permanent)
@@ -25,8 +27,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from jobengine import tracing
 from jobengine.catalog import Catalog, get_catalog
 from jobengine.context import JobContext, set_current_job
+from jobengine.logs import setup_logging
+from jobengine.settings import get_settings
 
 
 class JobTimeout(Exception):
@@ -90,8 +95,16 @@ class Runner:
         return fn
 
     def run(self, job: list[Any]) -> tuple[str, Any, float]:
+        job_id, type_name, function, payload, timeout, attempt, queue = job[:7]
+        token = tracing.attach(job[7] if len(job) > 7 else None)
+        try:
+            return self._run(job_id, type_name, function, payload, timeout, attempt, queue)
+        finally:
+            tracing.detach(token)
+
+    def _run(self, job_id: str, type_name: str, function: str, payload: Any, timeout: int, attempt: int,
+             queue: str) -> tuple[str, Any, float]:
         global _running
-        job_id, type_name, function, payload, timeout, attempt, queue = job
         job_type = self.catalog.get(type_name)
         try:
             fn = self.function(function)
@@ -132,6 +145,9 @@ def main(conn: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGUSR1, _on_cancel)
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    tracing.setup_tracing("jobengine-worker")  # for the job's own spans; off unless OTEL_* asks for it
     runner = Runner(get_catalog())
     conn.send_bytes(orjson.dumps(["ready", os.getpid()]))
     while True:

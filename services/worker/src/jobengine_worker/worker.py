@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis
 
-from jobengine import keys, metrics
+from jobengine import keys, metrics, tracing
 from jobengine.catalog import Catalog
 from jobengine.jobdata import decode_data, encode_exc_string, encode_return_value, parse_ts, utcnow_str
 from jobengine.redis_conn import TRANSIENT_ERRORS, sync_client
@@ -56,6 +56,7 @@ class Claimed:
     result_ttl: int
     failure_ttl: int
     traceparent: str | None = None
+    tracestate: str | None = None
 
     @property
     def member(self) -> str:
@@ -77,6 +78,7 @@ class Claimed:
             enqueued_at=enq.timestamp() if enq else None, created_at=created.timestamp() if created else None,
             result_ttl=int(result_ttl or 86_400), failure_ttl=int(failure_ttl or 604_800),
             traceparent=(traceparent.decode() if traceparent else meta_obj.get("traceparent")),
+            tracestate=meta_obj.get("tracestate"),
         )
 
 
@@ -88,6 +90,8 @@ class Outcome:
     arg: float = 0  # TTL, or run_at for a retry
     metric: str = ""  # jobengine_jobs_finished_total outcome label, "" for none
     run_seconds: float | None = None
+    error: str = ""  # exception text of a failed run (for its span)
+    trace: dict[str, str] = field(default_factory=dict)  # trace_id, span_id of the run, for the log line
 
 
 @dataclass
@@ -131,6 +135,7 @@ class Worker:
         self._last_delay = 0.05
         self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
+        metrics.init_worker_series(self.queues, catalog.names())
 
     # ----- lifecycle -----
     def install_signal_handlers(self) -> None:
@@ -143,6 +148,7 @@ class Worker:
             self.state.force = True
             return
         self.state.stopping = True
+        metrics.WORKER_IDLE.set(0)
         self.state.drain_deadline = time.monotonic() + self.settings.drain_seconds
         log.info("stop signal: draining", extra={"signal": signum, "drain_seconds": self.settings.drain_seconds})
 
@@ -151,6 +157,7 @@ class Worker:
         self._retrying(self.register)
         self.executor = self.spawn_executor()
         threading.Thread(target=self.listen_for_commands, name="commands", daemon=True).start()
+        metrics.WORKER_IDLE.set(1)
         log.info("worker started", extra={"worker": self.name, "queues": self.queues})
         try:
             while not self.state.stopping:
@@ -164,6 +171,7 @@ class Worker:
             self.shutdown()
 
     def shutdown(self) -> None:
+        metrics.WORKER_IDLE.set(0)
         # Give back whatever was claimed and not run, then record every outcome we hold.
         for job in list(self.claimed.values()):
             if not any(o.job.id == job.id for o in self.pending):
@@ -374,9 +382,17 @@ class Worker:
         if job.enqueued_at:
             metrics.JOB_WAIT_SECONDS.labels(job.queue, job.type).observe(max(0.0, now_wall - job.enqueued_at))
         metrics.WORKER_BUSY.labels(job.queue).set(1)
+        metrics.WORKER_IDLE.set(0)
+        span = tracing.start_run(job_id=job.id, job_type=job.type, queue=job.queue, attempt=job.attempt,
+                                 traceparent=job.traceparent, tracestate=job.tracestate,
+                                 enqueued_at=job.enqueued_at, worker=self.name)
+        # the executor continues the run span (or, tracing off here, the submit's context: log lines keep its ids)
+        traceparent = tracing.traceparent_of(span) if span is not None else job.traceparent
         with self._lock:
             ex.current, ex.started, ex.cancel_sent = job, time.monotonic(), 0.0
-        message = orjson.dumps([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue])
+        message = orjson.dumps([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue,
+                                traceparent])
+        reply: Outcome | None = None
         try:
             ex.conn.send_bytes(message)
             if job.id in self.state.cancel_requests:
@@ -386,6 +402,12 @@ class Worker:
             with self._lock:
                 ex.current = None
             metrics.WORKER_BUSY.labels(job.queue).set(0)
+            if not self.state.stopping:
+                metrics.WORKER_IDLE.set(1)
+            label = "requeued" if reply is not None and reply.outcome == "requeue" else "failed"
+            tracing.end_run(span, reply.metric or label if reply is not None else "failed",
+                            reply.error if reply is not None else "")
+        reply.trace = tracing.ids(traceparent)
         return reply
 
     def await_reply(self, job: Claimed) -> Outcome:
@@ -449,13 +471,12 @@ class Worker:
         if kind == "canceled":
             return Outcome(job, "canceled", encode_exc_string(str(value)), job.failure_ttl, "canceled", seconds)
         text = str(value)
-        if kind != "invalid" and job.retries_left > 0:
+        if kind != "invalid" and job.retries_left > 0:  # a failed or timed-out run that will run again
             intervals = job.retry_intervals or [0.0]
             delay = float(intervals[min(job.number_of_retries, len(intervals) - 1)])
-            label = "timed_out" if kind == "timeout" else "retried"
-            return Outcome(job, "retry", encode_exc_string(text), time.time() + delay, label, seconds)
+            return Outcome(job, "retry", encode_exc_string(text), time.time() + delay, "retried", seconds, text)
         label = "timed_out" if kind == "timeout" else "failed"
-        return Outcome(job, "failed", encode_exc_string(text), job.failure_ttl, label, seconds)
+        return Outcome(job, "failed", encode_exc_string(text), job.failure_ttl, label, seconds, text)
 
     # ----- recording outcomes -----
     def flush(self, final: bool = False) -> None:
@@ -493,7 +514,7 @@ class Worker:
         level = logging.INFO if o.outcome in ("finished", "release") else logging.WARNING
         log.log(level, "job %s", o.outcome, extra={"job_id": job.id, "job_type": job.type, "queue": job.queue,
                                                    "attempt": job.attempt, "status": status,
-                                                   "run_seconds": o.run_seconds})
+                                                   "run_seconds": o.run_seconds, **o.trace})
 
     # ----- commands (RQ's pub/sub channel) -----
     def listen_for_commands(self) -> None:
