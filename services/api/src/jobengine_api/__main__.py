@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from jobengine import tracing
 from jobengine.logs import setup_logging
 from jobengine.settings import load_settings
 
@@ -13,6 +14,7 @@ from .main import create_app
 def main() -> None:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
+    tracing.setup_tracing("jobengine-api")  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

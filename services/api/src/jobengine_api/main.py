@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from jobengine import metrics, tracing
 from jobengine.catalog import Catalog, discover, get_catalog
 from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
 from jobengine.settings import Settings, get_settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     elif catalog is None:
         catalog = discover(settings.job_type_modules)
     submissions = Submissions.build(catalog)
+    metrics.init_api_series((t.queue, t.name) for t in (catalog[name] for name in catalog.names()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s
+    if tracing.enabled():  # a SERVER span per request, continuing an incoming traceparent
+        app.add_middleware(tracing.TracingMiddleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from jobengine import tracing
 from jobengine.jobdata import API_STATUS, TERMINAL
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
@@ -109,9 +110,11 @@ async def submit_job(request: Request) -> Response:
         problem, reason = _validation_problem(ctx, exc)
         JOBS_REJECTED.labels(reason).inc()
         raise problem from None
-    job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
-                      fp=fingerprint(sub) if idempotency_key else "")
-    outcome = await ctx.store.enqueue(job)
+    with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
+        job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
+                          fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta)
+        span.job(job.id, job.type, job.queue)
+        outcome = await ctx.store.enqueue(job)
     headers = {"Location": f"/v1/jobs/{outcome.id}"}
     if outcome.replayed:
         if outcome.conflict:
@@ -133,18 +136,20 @@ async def submit_batch(request: Request, ctx: ContextDep) -> Response:
     items = _batch_items(await request.body(), ctx.settings.max_batch_size)
     results: list[dict[str, Any] | None] = [None] * len(items)
     jobs: list[tuple[int, PreparedJob]] = []
-    for index, item in enumerate(items):
-        try:
-            sub = ctx.submissions.batch_item.validate_python(item)
-        except ValidationError as exc:
-            problem, reason = _validation_problem(ctx, exc)
-            JOBS_REJECTED.labels(reason).inc()
-            results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
-            continue
-        key = sub.idempotency_key
-        fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
-        jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp)))
-    outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
+    with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
+        for index, item in enumerate(items):
+            try:
+                sub = ctx.submissions.batch_item.validate_python(item)
+            except ValidationError as exc:
+                problem, reason = _validation_problem(ctx, exc)
+                JOBS_REJECTED.labels(reason).inc()
+                results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
+                continue
+            key = sub.idempotency_key
+            fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
+            jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
+                                            trace_meta=span.meta)))
+        outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
     for (index, job), outcome in zip(jobs, outcomes, strict=True):
         results[index] = _batch_result(request, index, job, outcome)
     accepted = sum(1 for r in results if r is not None and "id" in r)
