@@ -73,7 +73,9 @@ def test_retry_with_backoff_then_success(r, producer, worker):
     entries = r.xrange(f"rq:results:{job_id}")
     assert [decode_result_entry(f)["type"] for _, f in entries] == [2, 2, 1]
     stamps = [int(eid.split(b"-")[0]) / 1000 for eid, _ in entries]
-    assert stamps[1] - stamps[0] >= 0.8 - 0.05  # second delay: 0.4 * 2
+    assert stamps[1] - stamps[0] >= 0.4 - 0.05  # first delay: base_delay
+    assert stamps[2] - stamps[1] >= 0.8 - 0.05  # second delay: 0.4 * 2
+    assert stamps[2] - stamps[0] < 0.4 + 0.8 + 2.0  # and not much later: due jobs are moved on time
 
 
 def test_failure_after_retries_is_in_the_failed_registry(r, producer, worker):
