@@ -4,13 +4,17 @@ Services, the Grafana dashboard, the alerts and the KEDA triggers all refer to t
 tests check that every dashboard and alert expression names a series defined here.
 Labels stay low-cardinality: queue, job_type, outcome, route, method, status. Never a job id.
 Metrics live in the registry of the long-lived process (API or worker), never in multiprocess files.
+Each process registers only its own side's metrics (init_api_series / init_worker_series), so an
+API never exports a worker gauge at 0 (which `count()` would take for a worker), nor a worker a
+`jobengine_redis_up` of 0. docs/metrics.md holds the table; a test keeps it, this module and
+/metrics in agreement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 
 # No `_created` series: they double the series count and no dashboard or alert reads them.
 disable_created_metrics()
@@ -29,86 +33,121 @@ OUTCOMES = (*TERMINAL_OUTCOMES, "retried", "requeued")
 REJECT_REASONS = ("malformed_json", "unknown_type", "validation", "idempotency_conflict")
 RECOVERED_OUTCOMES = ("queued", "failed", "canceled")
 
+# Metrics are created unregistered (registry=None); each process registers its side's ones.
+_NOREG = {"registry": None}
+_JOB = ["queue", "job_type"]
+
 # --- jobs (API side) ---
-JOBS_SUBMITTED = Counter(
-    "jobengine_jobs_submitted", "Jobs accepted by the API (202).", ["queue", "job_type"]
-)
-JOBS_REJECTED = Counter(
-    "jobengine_jobs_rejected", "Job submissions refused, by reason.", ["reason"]
-)
+JOBS_SUBMITTED = Counter("jobengine_jobs_submitted", "Jobs accepted by the API (202).", _JOB, **_NOREG)
+JOBS_REJECTED = Counter("jobengine_jobs_rejected", "Job submissions refused, by reason.", ["reason"], **_NOREG)
 
 # --- jobs (worker side) ---
-JOBS_STARTED = Counter("jobengine_jobs_started", "Job runs started by workers.", ["queue", "job_type"])
+JOBS_STARTED = Counter("jobengine_jobs_started", "Job runs started by workers.", _JOB, **_NOREG)
 JOBS_FINISHED = Counter(
     "jobengine_jobs_finished",
     "Job runs ended, by outcome: succeeded, failed (final), timed_out (final), canceled, "
     "retried (failed or timed out, will run again), requeued (given back on shutdown).",
-    ["queue", "job_type", "outcome"],
+    [*_JOB, "outcome"], **_NOREG,
 )
 JOBS_RECOVERED = Counter(
-    "jobengine_jobs_recovered", "Jobs of dead workers found and requeued or failed.", ["queue", "outcome"]
+    "jobengine_jobs_recovered", "Jobs of dead workers found and requeued or failed.", ["queue", "outcome"], **_NOREG
 )
 JOB_WAIT_SECONDS = Histogram(
-    "jobengine_job_wait_seconds", "Time from enqueue (or due time) to start.", ["queue", "job_type"],
-    buckets=DURATION_BUCKETS,
+    "jobengine_job_wait_seconds", "Time from enqueue (or due time) to start.", _JOB, buckets=DURATION_BUCKETS,
+    **_NOREG,
 )
 JOB_RUN_SECONDS = Histogram(
-    "jobengine_job_run_seconds", "Run time of one attempt.", ["queue", "job_type"], buckets=DURATION_BUCKETS
+    "jobengine_job_run_seconds", "Run time of one attempt.", _JOB, buckets=DURATION_BUCKETS, **_NOREG
 )
 JOB_E2E_SECONDS = Histogram(
-    "jobengine_job_e2e_seconds", "Time from enqueue to the end of the last attempt (terminal jobs).",
-    ["queue", "job_type"], buckets=DURATION_BUCKETS,
+    "jobengine_job_e2e_seconds", "Time from enqueue to the end of the last attempt (terminal jobs).", _JOB,
+    buckets=DURATION_BUCKETS, **_NOREG,
 )
 
 # --- worker saturation ---
-WORKER_BUSY = Gauge("jobengine_worker_busy", "1 while this worker runs a job, else 0.", ["queue"])
+WORKER_BUSY = Gauge("jobengine_worker_busy", "1 while this worker runs a job, else 0.", ["queue"], **_NOREG)
 WORKER_IDLE = Gauge(
-    "jobengine_worker_idle", "1 while this worker waits for work, else 0 (busy or draining). One series per worker."
+    "jobengine_worker_idle", "1 while this worker waits for work, else 0 (busy or draining). One series per worker.",
+    **_NOREG,
 )
 WORKER_JOBS_IN_PROGRESS = Gauge(
-    "jobengine_worker_jobs_claimed", "Jobs this worker holds (running or claimed for the current batch)."
+    "jobengine_worker_jobs_claimed", "Jobs this worker holds (running or claimed for the current batch).", **_NOREG
 )
 WORKER_REDIS_ERRORS = Counter(
-    "jobengine_worker_redis_errors", "Redis errors seen by the worker (it retries with backoff)."
+    "jobengine_worker_redis_errors", "Redis errors seen by the worker (it retries with backoff).", **_NOREG
 )
 
 # --- queues (exported by the API on scrape, read from Redis) ---
-QUEUE_DEPTH = Gauge("jobengine_queue_depth", "Jobs waiting in the queue (LLEN rq:queue:<name>).", ["queue"])
-QUEUE_IN_FLIGHT = Gauge("jobengine_queue_in_flight", "Jobs running (StartedJobRegistry size).", ["queue"])
-QUEUE_SCHEDULED = Gauge("jobengine_queue_scheduled", "Jobs scheduled for later (delays, retries).", ["queue"])
-QUEUE_FAILED = Gauge("jobengine_queue_failed", "Jobs in the failed registry.", ["queue"])
-QUEUE_WORKERS = Gauge("jobengine_queue_workers", "Live workers serving the queue.", ["queue"])
-REDIS_UP = Gauge("jobengine_redis_up", "1 when the last Redis check succeeded.")
+QUEUE_DEPTH = Gauge("jobengine_queue_depth", "Jobs waiting in the queue (LLEN rq:queue:<name>).", ["queue"], **_NOREG)
+QUEUE_IN_FLIGHT = Gauge("jobengine_queue_in_flight", "Jobs running (StartedJobRegistry size).", ["queue"], **_NOREG)
+QUEUE_SCHEDULED = Gauge(
+    "jobengine_queue_scheduled", "Jobs scheduled for later (delays, retries).", ["queue"], **_NOREG
+)
+QUEUE_FAILED = Gauge("jobengine_queue_failed", "Jobs in the failed registry.", ["queue"], **_NOREG)
+QUEUE_WORKERS = Gauge("jobengine_queue_workers", "Live workers serving the queue.", ["queue"], **_NOREG)
+REDIS_UP = Gauge("jobengine_redis_up", "1 when the last Redis check succeeded.", **_NOREG)
 
 # --- HTTP (API) ---
 HTTP_REQUESTS = Counter(
-    "jobengine_http_requests", "HTTP requests by route template, method and status.", ["route", "method", "status"]
+    "jobengine_http_requests", "HTTP requests by route template, method and status.", ["route", "method", "status"],
+    **_NOREG,
 )
 HTTP_DURATION = Histogram(
     "jobengine_http_request_duration_seconds", "HTTP request duration by route template.", ["route", "method"],
-    buckets=HTTP_BUCKETS,
+    buckets=HTTP_BUCKETS, **_NOREG,
 )
 
+API_METRICS = (JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
+               QUEUE_WORKERS, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
+WORKER_METRICS = (JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
+                  WORKER_BUSY, WORKER_IDLE, WORKER_JOBS_IN_PROGRESS, WORKER_REDIS_ERRORS)
+_registered: set[int] = set()
 
-def init_worker_series(queues: Iterable[str], job_types: Iterable[str]) -> None:
-    """Create the worker's counters at 0 for every queue and job type it may see.
+
+def _register(collectors: Iterable[object]) -> None:
+    for collector in collectors:
+        if id(collector) not in _registered:
+            REGISTRY.register(collector)  # type: ignore[arg-type]
+            _registered.add(id(collector))
+
+
+def register_api_metrics() -> None:
+    """Expose the API's metrics in prometheus_client's default registry (idempotent)."""
+    _register(API_METRICS)
+
+
+def register_worker_metrics() -> None:
+    """Expose the worker's metrics in prometheus_client's default registry (idempotent)."""
+    _register(WORKER_METRICS)
+
+
+def init_worker_series(queues: Iterable[str], job_types: Iterable[tuple[str, str]]) -> None:
+    """Register the worker's metrics and create its series at 0 before the first job.
 
     A counter that first appears at 1 loses that increment in rate()/increase(), and a panel
-    or alert on a series that does not exist yet shows "no data" instead of 0.
+    or alert on a series that does not exist yet shows "no data" instead of 0. Counters are
+    created for every queue served x every job type (name, default queue) of the catalog; the
+    histograms (25 series each) only for a job type on its default queue, when served here.
     """
+    register_worker_metrics()
+    queues = list(queues)
     job_types = list(job_types)
     for queue in queues:
         for outcome in RECOVERED_OUTCOMES:
             JOBS_RECOVERED.labels(queue, outcome)
         WORKER_BUSY.labels(queue).set(0)
-        for job_type in job_types:
+        for job_type, default_queue in job_types:
             JOBS_STARTED.labels(queue, job_type)
             for outcome in OUTCOMES:
                 JOBS_FINISHED.labels(queue, job_type, outcome)
+            if queue == default_queue:
+                for histogram in (JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS):
+                    histogram.labels(queue, job_type)
 
 
 def init_api_series(queue_job_types: Iterable[tuple[str, str]]) -> None:
-    """The API's counters at 0 (see init_worker_series): each job type on its default queue."""
+    """Register the API's metrics; its counters at 0 (see init_worker_series): each job type on its default queue."""
+    register_api_metrics()
     for queue, job_type in queue_job_types:
         JOBS_SUBMITTED.labels(queue, job_type)
     for reason in REJECT_REASONS:

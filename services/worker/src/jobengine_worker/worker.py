@@ -135,7 +135,7 @@ class Worker:
         self._last_delay = 0.05
         self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
-        metrics.init_worker_series(self.queues, catalog.names())
+        metrics.init_worker_series(self.queues, [(name, catalog[name].queue) for name in catalog.names()])
 
     # ----- lifecycle -----
     def install_signal_handlers(self) -> None:
