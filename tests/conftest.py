@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +19,22 @@ import redis
 from jobengine.redis_conn import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# The API runs with authentication on (as in production); its test client sends this key, of
+# tenant "default" with every scope. tests/security covers the other keys.
+TEST_KEY = "test-admin.test-secret-0123456789abcdef0123456789abcdef"
+
+
+def key_entry(key: str, tenant: str = "default", scopes: tuple[str, ...] = ("submit", "read", "admin"),
+              revoked: bool = False) -> dict[str, object]:
+    """The key file entry of an API key `<id>.<secret>`."""
+    key_id, secret = key.split(".", 1)
+    return {"id": key_id, "tenant": tenant, "scopes": list(scopes), "revoked": revoked,
+            "secret_hash": "sha256:" + hashlib.sha256(secret.encode()).hexdigest()}
+
+
+def write_key_file(path: Path, entries: list[dict[str, object]]) -> Path:
+    path.write_text(json.dumps(entries))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +71,9 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
         JOBENGINE_ABANDONED_AFTER_SECONDS="3",
         JOBENGINE_METRICS_PORT="0",
         JOBENGINE_JOB_TYPE_MODULES="tests.support.jobs",
+        # an API started from these alone has no key to check (start_api turns auth on)
+        JOBENGINE_AUTH="off",
+        JOBENGINE_AUTH_ALLOW_OFF_IN_PRODUCTION="true",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
@@ -132,22 +153,31 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
 
 
 class Api:
-    def __init__(self, proc: Proc, base_url: str) -> None:
+    def __init__(self, proc: Proc, base_url: str, key: str | None = None) -> None:
         self.proc = proc
         self.base_url = base_url
-        self.client = httpx.Client(base_url=base_url, timeout=30)
+        self.key = key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(base_url=base_url, timeout=30, headers=headers)
+
+
+@pytest.fixture(scope="session")
+def api_keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_key_file(tmp_path_factory.mktemp("auth") / "keys.json", [key_entry(TEST_KEY)])
 
 
 @pytest.fixture
-def start_api(redis_url: str, tmp_path: Path) -> Iterator:
+def start_api(redis_url: str, tmp_path: Path, api_keys_file: Path) -> Iterator:
+    """start_api(key=TEST_KEY, **env): the API with auth on and the session's key file; its client sends `key`."""
     apis: list[Api] = []
 
-    def start(**env: str) -> Api:
+    def start(*, key: str | None = TEST_KEY, **env: str) -> Api:
         port = free_port()
-        extra = {"JOBENGINE_API_PORT": str(port), **env}
+        extra = {"JOBENGINE_API_PORT": str(port), "JOBENGINE_AUTH": "on", "JOBENGINE_API_KEYS_FILE": str(api_keys_file),
+                 **env}
         proc = Proc([sys.executable, "-m", "jobengine_api"], service_env(redis_url, **extra),
                     tmp_path / f"api-{len(apis)}.log")
-        api = Api(proc, f"http://127.0.0.1:{port}")
+        api = Api(proc, f"http://127.0.0.1:{port}", key)
         apis.append(api)
         deadline = time.monotonic() + 30
         while True:

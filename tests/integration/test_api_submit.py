@@ -130,7 +130,7 @@ def test_oversized_bodies_get_413_by_length_and_by_stream(start_api, r: redis.Re
         for _ in range(10):
             yield b" " * 1000
 
-    with httpx.Client(base_url=api.base_url, timeout=10) as client:
+    with httpx.Client(base_url=api.base_url, timeout=10, headers=api.client.headers) as client:
         assert_problem(client.post("/v1/jobs", content=chunks(), headers={"content-type": "application/json"}),
                        413)
         assert_problem(client.post("/v1/jobs:batch", json={"jobs": [big]}), 413)
@@ -149,7 +149,7 @@ def test_idempotency_key_replays_the_same_job_and_refuses_another_body(api, r: r
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first.json()["id"] and again.headers["location"] == first.headers["location"]
     assert r.llen("rq:queue:default") == 1 and len(r.keys("rq:job:*")) == 1
-    assert r.ttl("jobengine:idempotency:order-42") > 3600
+    assert r.ttl("jobengine:idempotency:default:order-42") > 3600
 
     problem = assert_problem(api.client.post("/v1/jobs", json={**PRIMES, "payload": {"lowest": 1, "highest": 2}},
                                              headers=headers), 409)
@@ -164,7 +164,7 @@ def test_idempotency_key_replays_the_same_job_and_refuses_another_body(api, r: r
 def test_idempotency_window_comes_from_settings(start_api, r: redis.Redis) -> None:
     api = start_api(JOBENGINE_IDEMPOTENCY_TTL_SECONDS="60")
     api.client.post("/v1/jobs", json=PRIMES, headers={"Idempotency-Key": "k"})
-    assert 0 < r.ttl("jobengine:idempotency:k") <= 60
+    assert 0 < r.ttl("jobengine:idempotency:default:k") <= 60
 
 
 def test_batch_enqueues_the_valid_items_and_reports_each(api, r: redis.Redis) -> None:

@@ -109,7 +109,7 @@ def test_prepare_job_schedules_delays_and_run_at() -> None:
     job = prepare_job(sub, CATALOG["echo"], SETTINGS, idempotency_key="k", fp="f")
     assert job.status == "scheduled" and job.queue == "low"
     assert job.args[1] == pytest.approx(datetime.now(timezone.utc).timestamp() + 60, abs=2)
-    assert job.keys[-1] == "jobengine:idempotency:k" and job.args[4] == "f"
+    assert job.keys[-1] == "jobengine:idempotency:default:k" and job.args[4] == "f"
     assert "retry_intervals" not in job.args[6::2]
     past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
     due = prepare_job(SUBS.single.validate_python({"type": "echo", "payload": {}, "run_at": past}),

@@ -60,6 +60,8 @@ class JobType:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     result_ttl: int = 86_400  # seconds the result stays readable
     failure_ttl: int = 7 * 86_400
+    # largest payload the API accepts for this type, in bytes of its JSON; None: JOBENGINE_MAX_PAYLOAD_BYTES
+    max_payload_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -68,6 +70,8 @@ class JobType:
             raise ValueError(f"job type {self.name}: function must be a dotted import path")
         if self.timeout <= 0:
             raise ValueError(f"job type {self.name}: timeout must be positive")
+        if self.max_payload_bytes is not None and self.max_payload_bytes < 2:
+            raise ValueError(f"job type {self.name}: max_payload_bytes must be at least 2 ({{}} is 2 bytes)")
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,7 @@ class JobType:
             "timeout": self.timeout,
             "retry": self.retry.model_dump(),
             "result_ttl": self.result_ttl,
+            "max_payload_bytes": self.max_payload_bytes,
             "input_schema": self.input_model.model_json_schema(),
             "result_schema": self.result_model.model_json_schema(),
         }

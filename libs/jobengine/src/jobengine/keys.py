@@ -58,8 +58,9 @@ def worker_pubsub(name: str) -> str:
 
 
 # jobengine additions
-def idempotency(key: str) -> str:
-    return f"jobengine:idempotency:{key}"
+def idempotency(key: str, tenant: str = "default") -> str:
+    """A tenant's Idempotency-Key (tenant names hold no ':'): tenants never see each other's jobs through it."""
+    return f"jobengine:idempotency:{tenant}:{key}"
 
 
 def notify(queue_name: str) -> str:
@@ -70,6 +71,8 @@ def notify(queue_name: str) -> str:
 JOB_INDEX = "jobengine:index"  # zset job_id -> enqueue time (ms), for listing with a cursor
 DONE_CHANNEL_PREFIX = "jobengine:done:"  # publish when a job reaches a terminal state
 MAINTENANCE_LOCK = "jobengine:lock:maintenance"
+APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process
+TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: "default")
 
 
 def done_channel(job_id: str) -> str:

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SECRET_VARIABLES = frozenset({"JOBENGINE_REDIS_URL", "REDIS_URL", "redis_url"})
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,23 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(1000, ge=1, le=100_000)
     idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
     max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
+    # API input limits, checked before model validation (a job type may declare a lower or higher
+    # max_payload_bytes of its own)
+    max_payload_bytes: int = Field(262_144, ge=16, description="Largest payload of one job, in bytes of its JSON.")
+    max_json_depth: int = Field(32, ge=2, le=512, description="Deepest nesting of arrays and objects in a body.")
+    max_string_length: int = Field(65_536, ge=16, description="Longest string (or object key) in a body, in characters.")
+
+    # API authentication (docs/security.md)
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="API keys on every /v1 route; auto: on unless JOBENGINE_ENV=development."
+    )
+    auth_allow_off_in_production: bool = Field(
+        False, description="Let JOBENGINE_AUTH=off start with JOBENGINE_ENV=production (refused otherwise)."
+    )
+    api_keys_file: str | None = Field(None, description="JSON (or YAML) file of API keys, hashed; needed when auth is on.")
+    auth_refresh_seconds: float = Field(
+        5.0, gt=0, description="How often the API re-reads the key file and the revocation set in Redis."
+    )
 
     # Worker
     queues: Annotated[list[str], NoDecode] = Field(
@@ -66,6 +84,12 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(9100, ge=0, le=65535, description="Worker /metrics port; 0 turns it off.")
     metrics_host: str = "127.0.0.1"
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth == "auto":
+            return self.env != "development"
+        return self.auth == "on"
 
     @field_validator("queues", "job_type_modules", mode="before")
     @classmethod
@@ -104,7 +128,8 @@ def load_settings() -> Settings:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             var = field if field.upper().startswith(("JOBENGINE_", "REDIS_URL")) else f"JOBENGINE_{field.upper()}"
-            lines.append(f"invalid setting {var}: {err['msg']} (got {err.get('input')!r})")
+            got = "<redacted>" if var in SECRET_VARIABLES else repr(err.get("input"))  # a URL may hold a password
+            lines.append(f"invalid setting {var}: {err['msg']} (got {got})")
         sys.stderr.write("\n".join(lines) + "\n")
         raise SystemExit(2) from None
 

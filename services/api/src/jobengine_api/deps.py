@@ -11,6 +11,8 @@ from jobengine.catalog import Catalog
 from jobengine.jobdata import JOB_ID_PATTERN
 from jobengine.settings import Settings
 
+from .auth import Principal, forbidden
+from .limits import Limits
 from .models import Submissions
 from .store import JobStore
 from .waiter import DoneWaiter
@@ -23,6 +25,7 @@ class ApiContext:
     submissions: Submissions
     store: JobStore
     waiter: DoneWaiter
+    limits: Limits
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool
@@ -42,6 +45,35 @@ async def get_catalog(request: Request) -> Catalog:
     return request.app.state.ctx.catalog  # type: ignore[no-any-return]
 
 
+def principal_of(request: Request) -> Principal:
+    """The caller, set by AuthMiddleware before routing (DEV_PRINCIPAL when auth is off)."""
+    return request.scope["state"]["principal"]  # type: ignore[no-any-return]
+
+
+def authorize(request: Request, scope: str) -> Principal:
+    """The caller if its key has `scope`, else 403. Plain function for the submit hot path."""
+    principal: Principal = request.scope["state"]["principal"]
+    if scope not in principal.scopes:
+        raise forbidden(scope)
+    return principal
+
+
+async def get_principal(request: Request) -> Principal:
+    return principal_of(request)
+
+
+def _requires(scope: str):  # type: ignore[no-untyped-def]
+    async def dependency(request: Request) -> Principal:
+        return authorize(request, scope)
+
+    dependency.__name__ = f"requires_{scope}"
+    return dependency
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]  # any authenticated caller
+ReadPrincipal = Annotated[Principal, Depends(_requires("read"))]
+SubmitPrincipal = Annotated[Principal, Depends(_requires("submit"))]
+AdminPrincipal = Annotated[Principal, Depends(_requires("admin"))]
 ContextDep = Annotated[ApiContext, Depends(get_context)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -17,7 +17,9 @@ from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
 from jobengine.settings import Settings, get_settings
 
 from . import problems
+from .auth import SCOPES, AuthMiddleware, KeyRefresher, keyring_from_settings
 from .deps import ApiContext
+from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     elif catalog is None:
         catalog = discover(settings.job_type_modules)
     submissions = Submissions.build(catalog)
+    limits = Limits.build(settings, catalog)
+    keyring = keyring_from_settings(settings)  # None: auth off (development); exits on a bad key setup
     metrics.init_api_series((t.queue, t.name) for t in (catalog[name] for name in catalog.names()))
 
     @asynccontextmanager
@@ -48,16 +52,25 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         client = async_client(settings)
         store = JobStore(client, settings)
         waiter = DoneWaiter(client)
-        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter)
+        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits)
+        refresher = None
+        if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background
+            refresher = KeyRefresher(keyring, settings.api_keys_file, client, settings.auth_refresh_seconds)
         try:
             await store.warm_up()
+            if refresher is not None:
+                await refresher.refresh()
         except TRANSIENT_ERRORS as exc:  # start anyway: /readyz reports it, requests get 503 until it is back
             log.warning("redis not reachable at start", extra={"error": repr(exc)})
+        if refresher is not None:
+            refresher.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
             yield
         finally:
+            if refresher is not None:
+                await refresher.stop()
             await waiter.close()
             await store.fast.aclose()
             await client.aclose()
@@ -69,6 +82,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     for router in (jobs.router, job_types.router, queues.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, keyring=keyring)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s
     if tracing.enabled():  # a SERVER span per request, continuing an incoming traceparent
         app.add_middleware(tracing.TracingMiddleware)
@@ -79,8 +93,23 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
+            add_security(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def add_security(schema: dict[str, Any]) -> None:
+    """Document the API keys: two equivalent schemes, required by every /v1 operation."""
+    schema["components"]["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "<key_id>.<secret>",
+                       "description": f"An API key. Scopes: {', '.join(SCOPES)} (see each operation)."},
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                         "description": "The same API key in a header of its own."},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/v1"):
+            for operation in operations.values():
+                operation["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]

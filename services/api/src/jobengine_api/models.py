@@ -189,8 +189,13 @@ class JobTypeInfo(BaseModel):
     timeout: int
     retry: RetryPolicy
     result_ttl: int
+    max_payload_bytes: int | None = None
     input_schema: dict[str, Any]
     result_schema: dict[str, Any]
+
+
+class JobTypeList(BaseModel):
+    items: list[JobTypeInfo]
 
 
 class QueueStats(BaseModel):

@@ -18,7 +18,8 @@ from .responses import ProblemResponse
 log = logging.getLogger(__name__)
 
 TYPE_PREFIX = "urn:jobengine:problem:"
-_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           409: "Conflict",
            413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
            503: "Service Unavailable"}
 

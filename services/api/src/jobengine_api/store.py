@@ -52,12 +52,13 @@ return out
 """
 QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "canceled", "workers")
 
-SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at")
+SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at", keys.TENANT_FIELD)
+DEFAULT_TENANT = b"default"  # owner of jobs written without a tenant field
 LIST_SCAN_BUDGET = 1000  # index entries one list request may look at, whatever the filters
 CANCEL_MESSAGE = encode_exc_string("canceled through the API")
 register_constants(*build_job_hash(
     job_id="", job_type="", function="x.y", payload={}, queue="", timeout=1, result_ttl=1, failure_ttl=1,
-    retry_intervals=[1.0], status="", meta={}, now=datetime.now(timezone.utc)))
+    retry_intervals=[1.0], status="", meta={}, now=datetime.now(timezone.utc)), keys.TENANT_FIELD, "default")
 
 
 def fingerprint(options: JobOptions, exclude: set[str] | None = None) -> str:
@@ -82,7 +83,7 @@ class PreparedJob:
 
 
 def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
-                fp: str = "", trace_meta: dict[str, Any] | None = None) -> PreparedJob:
+                fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default") -> PreparedJob:
     now = datetime.now(timezone.utc)
     queue = sub.queue or job_type.queue or settings.default_queue
     run_at = sub.run_at
@@ -98,9 +99,10 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         payload=sub.payload.model_dump(mode="json"),  # type: ignore[attr-defined]
         queue=queue, timeout=sub.timeout or job_type.timeout,
         result_ttl=sub.result_ttl or job_type.result_ttl, failure_ttl=job_type.failure_ttl,
-        retry_intervals=retry.intervals(), status=status, meta=trace_meta or {}, now=now,
+        retry_intervals=retry.intervals(), status=status, meta={**(trace_meta or {}), "tenant": tenant}, now=now,
     )
-    idem_key = keys.idempotency(idempotency_key) if idempotency_key else ""
+    fields[keys.TENANT_FIELD] = tenant  # a hash field too: reads, cancels and retries check it without decoding meta
+    idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1000),
                        settings.idempotency_ttl_seconds, fp, keys.queue(queue)]
     args.extend(chain.from_iterable(fields.items()))
@@ -209,7 +211,8 @@ class JobStore:
 
     # --- read ---
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The job, or None when it does not exist or (with `tenant`) belongs to another tenant."""
         # on the fast lane: this read sits on the submit -> result path of every long-poll
         hash_reply, results = await self.fast.execute_many(
             [pack(["HGETALL", keys.job(job_id)]), pack(["XREVRANGE", keys.results(job_id), "+", "-", "COUNT", 1])])
@@ -219,6 +222,8 @@ class JobStore:
         if not hash_reply:
             return None
         raw = _as_dict(hash_reply)
+        if tenant is not None and raw.get(TENANT_FIELD_B, DEFAULT_TENANT) != tenant.encode():
+            return None
         view = JobView.from_hash(job_id, raw)
         scheduled_for = None
         if view.rq_status == "scheduled" and view.queue:
@@ -227,8 +232,10 @@ class JobStore:
         return job_detail(view, decode_result_entry(_as_dict(results[0][1])) if results else None, scheduled_for)
 
     async def list(self, *, limit: int, cursor: tuple[int, str] | None, status: str | None, job_type: str | None,
-                   queue: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first from the index; filters on the hashes; entries whose job expired are removed lazily."""
+                   queue: str | None, tenant: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first from the index; filters on the hashes; entries whose job expired are removed lazily.
+        With `tenant`, only that tenant's jobs (the index is shared: a page may come back short)."""
+        tenant_b = tenant.encode() if tenant is not None else None
         start = 0
         skip_ties: tuple[int, str] | None = None
         if cursor is not None:
@@ -263,6 +270,8 @@ class JobStore:
                 if row[0] is None:
                     gone.append(job_id)
                     continue
+                if tenant_b is not None and (row[-1] or DEFAULT_TENANT) != tenant_b:
+                    continue
                 summary = job_summary(job_id, row)
                 if ((status and summary["status"] != status) or (job_type and summary["type"] != job_type)
                         or (queue and summary["queue"] != queue)):
@@ -279,20 +288,24 @@ class JobStore:
 
     # --- state changes ---
 
-    async def cancel(self, job_id: str) -> tuple[str, str]:
+    async def cancel(self, job_id: str, tenant: str = "") -> tuple[str, str]:
+        """tenant: another tenant's job is 'missing'; '' checks nothing."""
         now = time.time()
         reply = await self.scripts.cancel(
-            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE])
+            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE, tenant])
         return _s(reply[0]), _s(reply[1])
 
-    async def requeue(self, job_id: str) -> tuple[str, str]:
-        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc))])
+    async def requeue(self, job_id: str, tenant: str = "") -> tuple[str, str]:
+        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc)), tenant])
         return _s(reply[0]), _s(reply[1])
 
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
         rows = await self._queue_stats(keys=[], args=known)
         stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:]), strict=True))} for row in rows]
         return sorted(stats, key=lambda s: s["name"])
+
+
+TENANT_FIELD_B = keys.TENANT_FIELD.encode()
 
 
 def job_summary(job_id: str, row: list[bytes | None]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 -- Cancel a job. Queued or scheduled: canceled at once. Started: flagged, and its worker told through
 -- RQ's command channel (the stop-job command of rq.command.send_stop_job_command).
 -- ARGV[1] job id  ARGV[2] now (epoch s)  ARGV[3] now (RQ timestamp)  ARGV[4] cancel message (base64 zlib)
+-- ARGV[5] tenant (optional): a job of another tenant is 'missing' (a job without one belongs to 'default')
 -- Returns {result, status}: result is canceled | stopping | terminal | missing
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl')
+local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant')
 local st, q = f[1], f[2]
 if not st then return {'missing', ''} end
+if ARGV[5] and ARGV[5] ~= '' and (f[5] or 'default') ~= ARGV[5] then return {'missing', ''} end
 if st == 'started' then
   redis.call('HSET', jk, 'jobengine_cancel', '1')
   if f[3] and f[3] ~= '' then

@@ -1,9 +1,11 @@
 -- Requeue a failed (or canceled) job with a fresh retry budget. ARGV[1] job id  ARGV[2] now (RQ timestamp)
+-- ARGV[3] tenant (optional): a job of another tenant is 'missing' (a job without one belongs to 'default')
 -- Returns {result, status}: queued | not_failed | missing
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals')
+local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals', 'jobengine_tenant')
 if not f[1] then return {'missing', ''} end
+if ARGV[3] and ARGV[3] ~= '' and (f[4] or 'default') ~= ARGV[3] then return {'missing', ''} end
 if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
 local q = f[2]
 redis.call('ZREM', 'rq:failed:' .. q, id)

@@ -19,7 +19,7 @@ from jobengine.jobdata import API_STATUS, TERMINAL
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
 
-from ..deps import ApiContext, ContextDep, JobId, StoreDep
+from ..deps import ApiContext, ContextDep, JobId, ReadPrincipal, StoreDep, SubmitPrincipal, authorize
 from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobStatusChange,
                       ProblemDetail)
 from ..problems import Problem, invalid, not_found, validation_errors
@@ -30,9 +30,24 @@ from ..waiter import DoneWaiter
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 WAIT_POLL_SECONDS = 1.0  # safety net under pub/sub: a lost message delays an answer by at most this
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemDetail, "content": {"application/problem+json": {}}} for code in (422, 503)
+PROBLEM_DESCRIPTIONS = {
+    401: "No API key, or an unknown, wrong or revoked one (WWW-Authenticate: Bearer).",
+    403: "The API key lacks the scope this operation needs.",
+    404: "No such job for this tenant (it may have expired).",
+    409: "Conflict with the job's state or an earlier request.",
+    413: "The body or a job's payload is too large.",
+    422: "Validation failed; `errors` names the fields.",
+    503: "Redis is unreachable; retry after Retry-After seconds.",
 }
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of problem+json answers."""
+    return {code: {"model": ProblemDetail, "description": PROBLEM_DESCRIPTIONS.get(code, "Error"),
+                   "content": {"application/problem+json": {}}} for code in codes}
+
+
+PROBLEMS = problems(401, 403, 422, 503)
 
 
 def _body(ref: str) -> dict[str, Any]:
@@ -95,24 +110,30 @@ IDEMPOTENCY_HEADER = {
     summary="Submit a job",
     responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
                200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
-               409: {"model": ProblemDetail}, 413: {"model": ProblemDetail}, **PROBLEMS},
+               **problems(409, 413), **PROBLEMS},
 )
 async def submit_job(request: Request) -> Response:
     # The hot path: no FastAPI dependencies or header parameters (solving them costs more than the
     # enqueue itself); the body is validated straight from bytes.
+    principal = authorize(request, "submit")
     ctx: ApiContext = request.app.state.ctx
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise invalid([{"field": "Idempotency-Key", "message": f"1 to {IDEMPOTENCY_KEY_MAX} characters"}])
+    body = await request.body()
+    if ctx.limits.needs_check(body):  # only bodies big or nested enough to break a limit are walked
+        doc = ctx.limits.check_body(body)
+        ctx.limits.check_job(doc)
     try:
-        sub = ctx.submissions.single.validate_json(await request.body())
+        sub = ctx.submissions.single.validate_json(body)
     except ValidationError as exc:
         problem, reason = _validation_problem(ctx, exc)
         JOBS_REJECTED.labels(reason).inc()
         raise problem from None
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
-                          fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta)
+                          fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta,
+                          tenant=principal.tenant)
         span.job(job.id, job.type, job.queue)
         outcome = await ctx.store.enqueue(job)
     headers = {"Location": f"/v1/jobs/{outcome.id}"}
@@ -130,14 +151,21 @@ async def submit_job(request: Request) -> Response:
     "/jobs:batch", status_code=202, openapi_extra=_body("BatchSubmission"), summary="Submit many jobs",
     responses={202: {"model": BatchResult, "description": "Every item accepted."},
                207: {"model": BatchResult, "description": "Some items rejected; see each result."},
-               413: {"model": ProblemDetail}, **PROBLEMS},
+               **problems(413), **PROBLEMS},
 )
-async def submit_batch(request: Request, ctx: ContextDep) -> Response:
+async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrincipal) -> Response:
     items = _batch_items(await request.body(), ctx.settings.max_batch_size)
     results: list[dict[str, Any] | None] = [None] * len(items)
     jobs: list[tuple[int, PreparedJob]] = []
     with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
         for index, item in enumerate(items):
+            try:
+                ctx.limits.check_structure(item, f"jobs.{index}.")
+                ctx.limits.check_job(item)
+            except Problem as problem:
+                JOBS_REJECTED.labels("limit").inc()
+                results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
+                continue
             try:
                 sub = ctx.submissions.batch_item.validate_python(item)
             except ValidationError as exc:
@@ -148,7 +176,7 @@ async def submit_batch(request: Request, ctx: ContextDep) -> Response:
             key = sub.idempotency_key
             fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
             jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
-                                            trace_meta=span.meta)))
+                                            trace_meta=span.meta, tenant=principal.tenant)))
         outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
     for (index, job), outcome in zip(jobs, outcomes, strict=True):
         results[index] = _batch_result(request, index, job, outcome)
@@ -183,29 +211,30 @@ def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enque
     return {"index": index, "id": job.id, "status": job.status}
 
 
-@router.get("/jobs/{job_id}", summary="Read a job", responses={200: {"model": JobDetail}, 404: {"model": ProblemDetail},
-                                                              **PROBLEMS})
+@router.get("/jobs/{job_id}", summary="Read a job", responses={200: {"model": JobDetail}, **problems(404), **PROBLEMS})
 async def get_job(
-    job_id: JobId, ctx: ContextDep,
+    job_id: JobId, ctx: ContextDep, principal: ReadPrincipal,
     wait: Annotated[float, Query(ge=0, description="Seconds to wait for the job to end (long poll).")] = 0,
 ) -> Response:
     if wait > ctx.settings.max_wait_seconds:
         raise invalid([{"field": "wait", "message": f"must be <= {ctx.settings.max_wait_seconds:g}"}])
     # with a wait, subscribe before the first read: one round trip less while the job runs
-    job = await (_wait_for_end(ctx, ctx.waiter, job_id, wait) if wait > 0 else ctx.store.get(job_id))
+    tenant = principal.tenant
+    job = await (_wait_for_end(ctx, ctx.waiter, job_id, wait, tenant) if wait > 0 else ctx.store.get(job_id, tenant))
     if job is None:
         raise not_found(f"Job {job_id}")
     return JSONResponse(job)
 
 
-async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: float) -> dict[str, Any] | None:
+async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: float, tenant: str
+                        ) -> dict[str, Any] | None:
     """Wait until the job is terminal or `wait` seconds passed; woken by the done channel."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(loop.time() + wait):
             async with waiter.subscription(job_id) as done:
                 while True:
-                    job = await ctx.store.get(job_id)  # after subscribing: an end in between is not missed
+                    job = await ctx.store.get(job_id, tenant)  # after subscribing: an end in between is not missed
                     if job is None or job["status"] in TERMINAL:
                         return job
                     if done.done():  # message seen but not terminal (requeued since) or pub/sub lost: poll
@@ -214,12 +243,12 @@ async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: 
                         await asyncio.wait((done,), timeout=WAIT_POLL_SECONDS)
     except TimeoutError:
         pass
-    return await ctx.store.get(job_id)
+    return await ctx.store.get(job_id, tenant)
 
 
 @router.get("/jobs", summary="List jobs, newest first", responses={200: {"model": JobList}, **PROBLEMS})
 async def list_jobs(
-    store: StoreDep,
+    store: StoreDep, principal: ReadPrincipal,
     status: Annotated[Literal["queued", "scheduled", "started", "finished", "failed", "canceled"] | None,
                       Query()] = None,
     job_type: Annotated[str | None, Query(alias="type", max_length=200)] = None,
@@ -232,7 +261,7 @@ async def list_jobs(
     except ValueError:
         raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
     items, next_cursor = await store.list(limit=limit, cursor=position, status=status, job_type=job_type,
-                                          queue=queue)
+                                          queue=queue, tenant=principal.tenant)
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
@@ -240,10 +269,10 @@ async def list_jobs(
     "/jobs/{job_id}", summary="Cancel a job",
     responses={200: {"model": JobStatusChange, "description": "Canceled before it ran."},
                202: {"model": JobStatusChange, "description": "Running: its worker was told to stop it."},
-               404: {"model": ProblemDetail}, 409: {"model": ProblemDetail}, **PROBLEMS},
+               **problems(404, 409), **PROBLEMS},
 )
-async def cancel_job(job_id: JobId, store: StoreDep) -> Response:
-    result, status = await store.cancel(job_id)
+async def cancel_job(job_id: JobId, store: StoreDep, principal: SubmitPrincipal) -> Response:
+    result, status = await store.cancel(job_id, principal.tenant)
     if result == "canceled":
         return JSONResponse({"id": job_id, "status": "canceled"})
     if result == "stopping":
@@ -257,11 +286,10 @@ async def cancel_job(job_id: JobId, store: StoreDep) -> Response:
 
 @router.post(
     "/jobs/{job_id}/retry", status_code=202, summary="Requeue a failed or canceled job",
-    responses={202: {"model": JobStatusChange}, 404: {"model": ProblemDetail}, 409: {"model": ProblemDetail},
-               **PROBLEMS},
+    responses={202: {"model": JobStatusChange}, **problems(404, 409), **PROBLEMS},
 )
-async def retry_job(job_id: JobId, store: StoreDep) -> Response:
-    result, status = await store.requeue(job_id)
+async def retry_job(job_id: JobId, store: StoreDep, principal: SubmitPrincipal) -> Response:
+    result, status = await store.requeue(job_id, principal.tenant)
     if result == "queued":
         return JSONResponse({"id": job_id, "status": "queued"}, status_code=202,
                             headers={"Location": f"/v1/jobs/{job_id}"})

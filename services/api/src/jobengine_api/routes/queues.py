@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from ..deps import ApiContext, ContextDep
+from ..deps import AdminPrincipal, ApiContext, ContextDep
 from ..models import QueueList
 from ..responses import JSONResponse
 from .jobs import PROBLEMS
@@ -19,6 +19,7 @@ def known_queues(ctx: ApiContext) -> list[str]:
     return sorted(names)
 
 
-@router.get("/queues", summary="Queue statistics", responses={200: {"model": QueueList}, **PROBLEMS})
-async def list_queues(ctx: ContextDep) -> Response:
+@router.get("/queues", summary="Queue statistics (all tenants: needs the admin scope)",
+            responses={200: {"model": QueueList}, **PROBLEMS})
+async def list_queues(ctx: ContextDep, principal: AdminPrincipal) -> Response:
     return JSONResponse({"items": await ctx.store.queue_stats(known_queues(ctx))})
