@@ -163,13 +163,17 @@ def ids(traceparent: str | None) -> dict[str, str]:
 # ----- API: server spans and the enqueue span -----
 
 class TracingMiddleware:
-    """A SERVER span per HTTP request, continuing an incoming traceparent; named by route template."""
+    """A SERVER span per HTTP request, continuing an incoming traceparent; named by route template.
+
+    A fallback: FastAPI >= 0.16x makes this span itself once a tracer provider is set (its native
+    telemetry wraps the whole app); when a recording span is already current, this does nothing.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS or trace.get_current_span().is_recording():
             await self.app(scope, receive, send)
             return
         carrier = {}
