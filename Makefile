@@ -87,3 +87,21 @@ e2e: tools ## On the running cluster: helm test, a burst of jobs, scale up and b
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
+
+##@ Observability
+.PHONY: prometheus
+prometheus: ## Install Prometheus and promtool (Debian package, via apt-get) when missing
+	bash scripts/install-prometheus.sh
+
+.PHONY: run-observed
+run-observed: venv prometheus ## make run + a Prometheus on 127.0.0.1:9090 scraping API and worker, with the alert rules
+	$(PY) scripts/run_observed.py
+
+.PHONY: test-rules
+test-rules: prometheus ## promtool check rules + promtool test rules on the chart's alert rules
+	promtool check rules charts/jobengine/files/prometheus-rules.yaml
+	promtool test rules tests/observability/rules/*_test.yaml
+
+.PHONY: test-observability
+test-observability: venv prometheus ## Metrics table, dashboard and alerts against a real Prometheus, traces end to end
+	$(PY) -m pytest tests/observability $(PYTEST_ARGS)

@@ -87,7 +87,8 @@ def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis_server = EmbeddedRedis(directory=str(logs)).start()
     url = redis_server.url
     api_port, metrics_port = free_port(), free_port()
-    common = {"JOBENGINE_JOB_TYPE_MODULES": JOB_TYPE_MODULES, "JOBENGINE_QUEUES": "high,default"}
+    common = {"JOBENGINE_JOB_TYPE_MODULES": JOB_TYPE_MODULES, "JOBENGINE_QUEUES": "high,default",
+              "JOBENGINE_ENV": "development"}  # local stack: no API keys
     api = Proc([sys.executable, "-m", "jobengine_api"],
                service_env(url, JOBENGINE_API_PORT=str(api_port), **common), logs / "api.log", name="api")
     worker = Proc([sys.executable, "-m", "jobengine_worker"],
