@@ -185,7 +185,8 @@ def test_sigkill_mid_job_is_recovered_by_another_worker(r, producer, start_worke
     assert int(r.get(f"test:runs:{job_id}")) == 2
     assert int(r.hget(f"rq:job:{job_id}", "jobengine_recoveries")) == 1
     ended = Job.fetch(job_id, connection=r, serializer=JSONSerializer).ended_at.timestamp()
-    assert ended - killed_at < 3 + 2 + 2 + 3  # abandon window + heartbeat + job time + slack
+    # abandon window (3 s) + a heartbeat + the job's 2 s + a new worker's start, with room for a loaded CI machine
+    assert ended - killed_at < 15
 
 
 def test_redis_restart_under_an_idle_and_a_busy_worker(r, producer, worker, redis_server, redis_url):
