@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
             add_security(schema)
+            fix_media_types(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -113,3 +114,26 @@ def add_security(schema: dict[str, Any]) -> None:
         if path.startswith("/v1"):
             for operation in operations.values():
                 operation["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+
+
+def fix_media_types(schema: dict[str, Any]) -> None:
+    """FastAPI does not take our orjson JSONResponse for JSON: it documents success bodies as
+    `{"type": "string"}` (beside the model's $ref) and error bodies as application/json. Say what
+    the API really sends: JSON objects, and application/problem+json for every 4xx and 5xx."""
+    problem = {"$ref": "#/components/schemas/ProblemDetail"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if not content:
+                    continue
+                if status[:1] in ("4", "5"):
+                    response["content"] = {"application/problem+json": {"schema": problem}}
+                    continue
+                body = content.get("application/json", {}).get("schema")
+                if body is None:
+                    continue
+                if "$ref" in body:
+                    body.pop("type", None)
+                elif body == {"type": "string"}:
+                    content["application/json"]["schema"] = {"type": "object"}

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from jobengine import metrics
 
 from ..deps import ContextDep
+from ..models import ProblemDetail
 from ..problems import unavailable
 from ..responses import JSONResponse
 from .queues import known_queues
@@ -26,7 +27,8 @@ async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: Redis answers")
+@router.get("/readyz", summary="Readiness: Redis answers",
+            responses={503: {"model": ProblemDetail, "description": "Redis is unreachable."}})
 async def readyz(ctx: ContextDep) -> Response:
     try:
         async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):

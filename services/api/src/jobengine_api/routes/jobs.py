@@ -230,17 +230,21 @@ async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: 
                         ) -> dict[str, Any] | None:
     """Wait until the job is terminal or `wait` seconds passed; woken by the done channel."""
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
     try:
-        async with asyncio.timeout_at(loop.time() + wait):
+        async with asyncio.timeout_at(deadline):
             async with waiter.subscription(job_id) as done:
-                while True:
+                # the deadline is checked here too: a cancellation that redis-py swallows while the timeout
+                # fires during SUBSCRIBE (seen with ?wait=1e-20) must not leave the request waiting forever
+                while loop.time() < deadline:
                     job = await ctx.store.get(job_id, tenant)  # after subscribing: an end in between is not missed
                     if job is None or job["status"] in TERMINAL:
                         return job
+                    pause = min(WAIT_POLL_SECONDS, max(0.0, deadline - loop.time()))
                     if done.done():  # message seen but not terminal (requeued since) or pub/sub lost: poll
-                        await asyncio.sleep(WAIT_POLL_SECONDS)
+                        await asyncio.sleep(pause)
                     else:
-                        await asyncio.wait((done,), timeout=WAIT_POLL_SECONDS)
+                        await asyncio.wait((done,), timeout=pause)
     except TimeoutError:
         pass
     return await ctx.store.get(job_id, tenant)
