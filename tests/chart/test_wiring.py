@@ -108,7 +108,8 @@ def test_external_redis_tls_wiring(render) -> None:  # type: ignore[no-untyped-d
     auth = rendered.kind("TriggerAuthentication")[0]
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     assert refs["ca"] == ("managed-redis-ca", "ca.crt")
-    assert not rendered.kind("StatefulSet") and not rendered.kind("Secret")
+    assert not rendered.kind("StatefulSet")
+    assert [s["metadata"]["name"] for s in rendered.kind("Secret")] == ["rel-jobengine-api-keys"]  # no Redis one
 
 
 def test_redis_url_parses_with_redis_py(render) -> None:  # type: ignore[no-untyped-def]

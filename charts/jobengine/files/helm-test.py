@@ -2,9 +2,11 @@
 
 Runs with the API image's Python (standard library only). Exit 0 only when the job finished
 with the expected primes. Usage: python helm-test.py http://api-service:80 [timeout_seconds]
+The API key (scopes submit and read) comes from JOBENGINE_TEST_API_KEY; unset: no Authorization.
 """
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -18,8 +20,10 @@ EXPECTED = [11, 13, 17]
 
 def call(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(BASE + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("JOBENGINE_TEST_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["JOBENGINE_TEST_API_KEY"]
+    request = urllib.request.Request(BASE + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=20) as response:
         return response.status, json.loads(response.read() or b"null")
 
@@ -29,6 +33,13 @@ def main():
         try:
             status, body = call("POST", "/v1/jobs", JOB)
             break
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                sys.exit(f"FAIL: the API refused the test's key ({exc.code}): is tests.apiKeySecretKey in the "
+                         "API keys Secret, with scopes submit and read?")
+            if time.monotonic() > DEADLINE:
+                sys.exit(f"FAIL: cannot submit the job: {exc}")
+            time.sleep(2)
         except (urllib.error.URLError, ConnectionError) as exc:
             if time.monotonic() > DEADLINE:
                 sys.exit(f"FAIL: cannot submit the job: {exc}")

@@ -293,3 +293,32 @@ topologySpreadConstraints:
 {{- fail "workerPools: enable at least one pool, or no job will ever run" }}
 {{- end }}
 {{- end }}
+
+{{/* ---------------- API keys ---------------- */}}
+
+{{- define "jobengine.apiKeys.secretName" -}}
+{{- if .Values.apiKeys.existingSecret }}
+{{- .Values.apiKeys.existingSecret }}
+{{- else }}
+{{- printf "%s-api-keys" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.apiKeys.mountPath" -}}/etc/jobengine/api-keys{{- end }}
+
+{{/* Environment of the api container: authentication on with the mounted key file, or off on purpose. */}}
+{{- define "jobengine.apiKeys.env" -}}
+{{- if .Values.apiKeys.enabled }}
+- name: JOBENGINE_AUTH
+  value: "on"
+- name: JOBENGINE_API_KEYS_FILE
+  value: {{ printf "%s/keys.json" (include "jobengine.apiKeys.mountPath" .) | quote }}
+- name: JOBENGINE_AUTH_REFRESH_SECONDS
+  value: {{ .Values.apiKeys.refreshSeconds | toString | quote }}
+{{- else }}
+- name: JOBENGINE_AUTH
+  value: "off"
+- name: JOBENGINE_AUTH_ALLOW_OFF_IN_PRODUCTION
+  value: "true"
+{{- end }}
+{{- end }}
