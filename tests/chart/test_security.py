@@ -52,7 +52,8 @@ def test_auth_is_on_by_default_and_the_helm_test_key_opens_the_door(render) -> N
         assert "api-keys" not in json.dumps(worker)
 
 
-def test_values_keys_join_the_file_and_an_existing_secret_is_used_as_is(helm: str, render) -> None:  # type: ignore[no-untyped-def]
+def test_values_keys_join_the_file_and_an_existing_secret_is_used_as_is(  # type: ignore[no-untyped-def]
+        helm: str, render) -> None:
     entry = {"id": "k1", "tenant": "acme", "scopes": ["submit"], "secret_hash": "sha256:" + "ab" * 32}
     rendered = template(helm, "--set-json", f"apiKeys.keys=[{json.dumps(entry)}]")
     data = rendered.get("Secret", "rel-jobengine-api-keys")["data"]

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     # max_payload_bytes of its own)
     max_payload_bytes: int = Field(262_144, ge=16, description="Largest payload of one job, in bytes of its JSON.")
     max_json_depth: int = Field(32, ge=2, le=512, description="Deepest nesting of arrays and objects in a body.")
-    max_string_length: int = Field(65_536, ge=16, description="Longest string (or object key) in a body, in characters.")
+    max_string_length: int = Field(
+        65_536, ge=16, description="Longest string (or object key) in a body, in characters."
+    )
 
     # API authentication (docs/security.md)
     auth: Literal["auto", "on", "off"] = Field(
@@ -57,7 +59,9 @@ class Settings(BaseSettings):
     auth_allow_off_in_production: bool = Field(
         False, description="Let JOBENGINE_AUTH=off start with JOBENGINE_ENV=production (refused otherwise)."
     )
-    api_keys_file: str | None = Field(None, description="JSON (or YAML) file of API keys, hashed; needed when auth is on.")
+    api_keys_file: str | None = Field(
+        None, description="JSON (or YAML) file of API keys, hashed; needed when auth is on."
+    )
     auth_refresh_seconds: float = Field(
         5.0, gt=0, description="How often the API re-reads the key file and the revocation set in Redis."
     )

@@ -349,7 +349,8 @@ class KeyRefresher:
                 log.error("API key file not reloaded", extra={"error": str(exc)})
         revoked = None
         try:
-            revoked = {m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(keys.APIKEY_REVOKED)}
+            members = await self.redis.smembers(keys.APIKEY_REVOKED)
+            revoked = {m.decode() if isinstance(m, bytes) else m for m in members}
             if self._redis_failing:
                 log.info("API key revocation list readable again")
             self._redis_failing = False
@@ -358,7 +359,8 @@ class KeyRefresher:
                 log.warning("API key revocation list not refreshed", extra={"error": repr(exc)})
             self._redis_failing = True
         if self.keyring.update(entries, revoked):
-            log.info("API keys updated", extra={"keys": len(self.keyring.entries), "revoked": len(self.keyring.revoked)})
+            log.info("API keys updated",
+                     extra={"keys": len(self.keyring.entries), "revoked": len(self.keyring.revoked)})
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

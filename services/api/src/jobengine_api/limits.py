@@ -68,7 +68,8 @@ class Limits:
 
 
 def payload_too_large(field: str, size: int, limit: int) -> Problem:
-    return Problem(413, "payload-too-large", f"The payload is {size} bytes of JSON; this job type takes at most {limit}.",
+    return Problem(413, "payload-too-large",
+                   f"The payload is {size} bytes of JSON; this job type takes at most {limit}.",
                    title="Content Too Large", errors=[{"field": field, "message": f"at most {limit} bytes"}])
 
 
