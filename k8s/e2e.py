@@ -7,6 +7,7 @@ back down. Needs kubectl and helm on a cluster where the chart is installed; not
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -25,6 +26,8 @@ JOB_SECONDS = float(os.environ.get("JOB_SECONDS", "1.5"))
 SCALE_TIMEOUT = float(os.environ.get("SCALE_TIMEOUT", "300"))
 API = f"{RELEASE}-api" if "jobengine" in RELEASE else f"{RELEASE}-jobengine-api"
 WORKER = f"{RELEASE}-worker-default" if "jobengine" in RELEASE else f"{RELEASE}-jobengine-worker-default"
+KEYS_SECRET = f"{RELEASE}-api-keys" if "jobengine" in RELEASE else f"{RELEASE}-jobengine-api-keys"
+HEADERS = {"Content-Type": "application/json"}
 
 
 def log(message: str) -> None:
@@ -48,7 +51,7 @@ def free_port() -> int:
 
 def call(base: str, method: str, path: str, body: object | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + path, data=data, method=method, headers=HEADERS)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -57,6 +60,11 @@ def main() -> int:
     log(f"helm test {RELEASE}")
     subprocess.run([HELM, "test", RELEASE, "-n", NS, "--logs", "--timeout", "3m"], check=True)
 
+    # the helm test's own API key (submit, read), from the chart's Secret; none when auth is off
+    key = subprocess.run([KUBECTL, "-n", NS, "get", "secret", KEYS_SECRET, "-o", "jsonpath={.data.helm-test-key}"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    if key:
+        HEADERS["Authorization"] = "Bearer " + base64.b64decode(key).decode()
     spec, _ = replicas()
     log(f"{WORKER}: {spec} replica(s) before the burst")
     port = free_port()
