@@ -76,7 +76,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             await client.aclose()
 
     app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=JSONResponse)
+                  default_response_class=JSONResponse,
+                  # FastAPI's native OTel: the request span only. Our Prometheus middleware owns HTTP
+                  # metrics, our JSON logs own errors, and probes and scrapes get no spans.
+                  telemetry={"metrics": False, "logs": False, "operation_spans": False,
+                             "exclude": lambda scope: scope.get("path") in tracing.UNTRACED_PATHS})
     app.state.settings = settings
     problems.install(app)
     for router in (jobs.router, job_types.router, queues.router, health.router):
