@@ -46,6 +46,11 @@ def parse_ts(value: bytes | str | None) -> datetime | None:
     if not value:
         return None
     text = value.decode() if isinstance(value, bytes) else value
+    try:  # fast path: RQ's format is ISO 8601 with a Z (strptime costs ~12 us a call)
+        parsed = datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except ValueError:
+        pass
     for fmt in (TIMESTAMP_FORMAT, "%Y-%m-%dT%H:%M:%SZ"):
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -36,6 +37,30 @@ from . import executor
 log = logging.getLogger("jobengine.worker")
 
 FAST_JOB_SECONDS = 0.02  # batches grow only while jobs are this quick, so long jobs are not hoarded
+
+
+@dataclass(frozen=True)
+class Series:
+    """The labelled metric children of one (queue, job type): looked up once, not per job."""
+
+    started: Any
+    wait: Any
+    run: Any
+    e2e: Any
+    busy: Any
+    finished: dict[str, Any]
+
+
+@lru_cache(maxsize=1024)
+def series(queue: str, job_type: str) -> Series:
+    return Series(
+        started=metrics.JOBS_STARTED.labels(queue, job_type),
+        wait=metrics.JOB_WAIT_SECONDS.labels(queue, job_type),
+        run=metrics.JOB_RUN_SECONDS.labels(queue, job_type),
+        e2e=metrics.JOB_E2E_SECONDS.labels(queue, job_type),
+        busy=metrics.WORKER_BUSY.labels(queue),
+        finished={outcome: metrics.JOBS_FINISHED.labels(queue, job_type, outcome) for outcome in metrics.OUTCOMES},
+    )
 
 
 @dataclass
@@ -378,10 +403,10 @@ class Worker:
         assert self.executor is not None
         ex = self.executor
         now_wall = time.time()
-        metrics.JOBS_STARTED.labels(job.queue, job.type).inc()
+        series(job.queue, job.type).started.inc()
         if job.enqueued_at:
-            metrics.JOB_WAIT_SECONDS.labels(job.queue, job.type).observe(max(0.0, now_wall - job.enqueued_at))
-        metrics.WORKER_BUSY.labels(job.queue).set(1)
+            series(job.queue, job.type).wait.observe(max(0.0, now_wall - job.enqueued_at))
+        series(job.queue, job.type).busy.set(1)
         metrics.WORKER_IDLE.set(0)
         span = tracing.start_run(job_id=job.id, job_type=job.type, queue=job.queue, attempt=job.attempt,
                                  traceparent=job.traceparent, tracestate=job.tracestate,
@@ -401,7 +426,7 @@ class Worker:
         finally:
             with self._lock:
                 ex.current = None
-            metrics.WORKER_BUSY.labels(job.queue).set(0)
+            series(job.queue, job.type).busy.set(0)
             if not self.state.stopping:
                 metrics.WORKER_IDLE.set(1)
             label = "requeued" if reply is not None and reply.outcome == "requeue" else "failed"
@@ -436,7 +461,7 @@ class Worker:
             if self.state.stopping and (self.state.force or now >= self.state.drain_deadline):
                 log.warning("drain deadline passed: job goes back to its queue", extra={"job_id": job.id})
                 self.respawn_executor()
-                metrics.JOBS_FINISHED.labels(job.queue, job.type, "requeued").inc()
+                series(job.queue, job.type).finished["requeued"].inc()
                 return Outcome(job, "requeue", metric="")
             if ex.cancel_sent and now >= ex.cancel_sent + self.settings.hard_kill_grace_seconds:
                 log.warning("job ignored its cancel: executor killed", extra={"job_id": job.id})
@@ -464,7 +489,7 @@ class Worker:
         return self.to_outcome(job, "error", f"WorkerCrash: the job's process died (exit code {code})", elapsed)
 
     def to_outcome(self, job: Claimed, kind: str, value: Any, seconds: float) -> Outcome:
-        metrics.JOB_RUN_SECONDS.labels(job.queue, job.type).observe(seconds)
+        series(job.queue, job.type).run.observe(seconds)
         self.state.cancel_requests.discard(job.id)
         if kind == "ok":
             return Outcome(job, "finished", encode_return_value(value), job.result_ttl, "succeeded", seconds)
@@ -508,9 +533,9 @@ class Worker:
     def record(self, o: Outcome, status: str) -> None:
         job = o.job
         if o.metric and status not in ("lost", "gone", "dup"):
-            metrics.JOBS_FINISHED.labels(job.queue, job.type, o.metric).inc()
+            series(job.queue, job.type).finished[o.metric].inc()
             if status in ("finished", "failed", "canceled") and job.created_at:
-                metrics.JOB_E2E_SECONDS.labels(job.queue, job.type).observe(max(0.0, time.time() - job.created_at))
+                series(job.queue, job.type).e2e.observe(max(0.0, time.time() - job.created_at))
         level = logging.INFO if o.outcome in ("finished", "release") else logging.WARNING
         log.log(level, "job %s", o.outcome, extra={"job_id": job.id, "job_type": job.type, "queue": job.queue,
                                                    "attempt": job.attempt, "status": status,
