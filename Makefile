@@ -32,8 +32,12 @@ run: venv ## Run API (127.0.0.1:8000) + one worker + Redis (embedded unless REDI
 	$(PY) scripts/run_local.py
 
 ##@ Tests
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the tests use (redis-server, prometheus) when missing
+	@bash scripts/install-system-deps.sh
+
 .PHONY: test
-test: venv ## Run the whole test suite (starts its own redis-server, API and worker processes)
+test: venv system-deps ## Run the whole test suite (starts its own redis-server, API and worker processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -66,7 +70,7 @@ chart-docs: venv ## Regenerate the values table of charts/jobengine/README.md fr
 	$(PY) scripts/chart_values_doc.py --write
 
 .PHONY: kind-up
-kind-up: tools ## Create the kind cluster and install ingress-nginx, KEDA and kube-prometheus-stack (needs Docker, kind)
+kind-up: tools ## Create the kind cluster and install Traefik, KEDA and kube-prometheus-stack (needs Docker, kind)
 	KIND_CLUSTER=$(KIND_CLUSTER) HELM=$(HELM) KUBECTL=$(KUBECTL) bash k8s/kind-up.sh
 
 .PHONY: images
