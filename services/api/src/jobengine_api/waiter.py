@@ -1,9 +1,10 @@
-"""Long-poll support: one shared pub/sub connection per process, fanning jobengine:done:<id> out to futures.
+"""Long-poll support: one pub/sub connection per process, subscribed once to the pattern
+jobengine:done:*, fanning terminal statuses out to the futures of waiting requests.
 
-A waiter subscribes and waits for Redis to confirm the subscription before it re-reads the job, so a
-job that ends in between is seen either by that read or by the message. A channel is unsubscribed
-when its last waiter leaves, but never before its subscription was confirmed (an old confirmation
-could otherwise be mistaken for a new one).
+One permanent pattern subscription instead of a SUBSCRIBE/UNSUBSCRIBE pair per request: no round
+trip before the first read, and no subscribe/unsubscribe churn on a shared connection (that design
+lost about one wake-up in thirty, each costing the 1 s safety-net re-read). The price is that every
+API process receives every job's end message (a few dozen bytes each), waited for or not.
 """
 
 from __future__ import annotations
@@ -19,13 +20,8 @@ from jobengine import keys
 
 log = logging.getLogger(__name__)
 
-
-class _Channel:
-    __slots__ = ("confirmed", "waiters")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.confirmed: asyncio.Future[None] = loop.create_future()
-        self.waiters: set[asyncio.Future[str]] = set()
+PATTERN = (keys.DONE_CHANNEL_PREFIX + "*").encode()
+PREFIX_LEN = len(keys.DONE_CHANNEL_PREFIX)
 
 
 class DoneWaiter:
@@ -33,107 +29,83 @@ class DoneWaiter:
         self._client = client
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._channels: dict[bytes, _Channel] = {}
+        self._ready: asyncio.Future[None] | None = None  # resolved when the pattern subscription is confirmed
+        self._waiters: dict[str, set[asyncio.Future[str]]] = {}
         self._connecting = asyncio.Lock()
 
     @asynccontextmanager
     async def subscription(self, job_id: str) -> AsyncIterator[asyncio.Future[str]]:
         """Yields a future resolved with the job's terminal status once it is published.
 
-        On entry the subscription is active (confirmed by Redis); raises a Redis error when it cannot be.
+        On entry the subscription is active (confirmed by Redis), so a read made after entering cannot
+        miss an end; raises a Redis error when it cannot be made active.
         """
-        loop = asyncio.get_running_loop()
-        name = keys.done_channel(job_id).encode()
-        channel = self._channels.get(name)
-        if channel is None:
-            channel = self._channels[name] = _Channel(loop)
-            try:
-                pubsub = await self._ensure_pubsub()
-                await pubsub.subscribe(name)
-            except BaseException as exc:
-                if self._channels.get(name) is channel:
-                    del self._channels[name]
-                if not channel.confirmed.done():
-                    channel.confirmed.set_exception(exc if isinstance(exc, Exception) else ConnectionError("canceled"))
-                    channel.confirmed.exception()
-                raise
-        future: asyncio.Future[str] = loop.create_future()
-        channel.waiters.add(future)
+        ready = await self._ensure_subscribed()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, set()).add(future)
         try:
-            await asyncio.shield(channel.confirmed)
+            await asyncio.shield(ready)
             yield future
         finally:
-            channel.waiters.discard(future)
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    del self._waiters[job_id]
             if not future.done():
                 future.cancel()
-            self._maybe_unsubscribe(name, channel)
 
-    def _maybe_unsubscribe(self, name: bytes, channel: _Channel) -> None:
-        if channel.waiters or self._channels.get(name) is not channel or not channel.confirmed.done():
-            return
-        del self._channels[name]
-        if self._pubsub is not None and channel.confirmed.exception() is None:
-            asyncio.get_running_loop().create_task(self._unsubscribe(self._pubsub, name))
-
-    async def _unsubscribe(self, pubsub: aioredis.client.PubSub, name: bytes) -> None:
-        try:
-            await pubsub.unsubscribe(name)
-        except Exception:  # the reader notices a broken connection and resets everything
-            pass
-
-    async def _ensure_pubsub(self) -> aioredis.client.PubSub:
-        if self._pubsub is not None and self._reader is not None and not self._reader.done():
-            return self._pubsub
+    async def _ensure_subscribed(self) -> asyncio.Future[None]:
+        if self._ready is not None and self._reader is not None and not self._reader.done():
+            return self._ready
         async with self._connecting:
-            if self._pubsub is None:
-                self._pubsub = self._client.pubsub()
-            if self._reader is None or self._reader.done():
-                pubsub = self._pubsub
-                try:
-                    await pubsub.connect()  # before the reader starts: it needs a connection to read from
-                except BaseException:
-                    self._pubsub = None
-                    await pubsub.aclose()
-                    raise
-                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
-            return self._pubsub
+            if self._ready is not None and self._reader is not None and not self._reader.done():
+                return self._ready
+            pubsub = self._client.pubsub()
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            try:
+                await pubsub.psubscribe(PATTERN)
+            except BaseException:
+                await pubsub.aclose()
+                raise
+            self._pubsub, self._ready = pubsub, ready
+            self._reader = asyncio.get_running_loop().create_task(self._read(pubsub, ready))
+            return ready
 
-    async def _read(self, pubsub: aioredis.client.PubSub) -> None:
+    async def _read(self, pubsub: aioredis.client.PubSub, ready: asyncio.Future[None]) -> None:
         try:
             while True:
                 message = await pubsub.get_message(timeout=None)
                 if message is None:
                     continue
                 kind = message["type"]
-                channel = self._channels.get(message["channel"])
-                if channel is None:
-                    continue
-                if kind == "message":
-                    status = message["data"].decode(errors="replace")
-                    for future in channel.waiters:
-                        if not future.done():
-                            future.set_result(status)
-                elif kind == "subscribe" and not channel.confirmed.done():
-                    channel.confirmed.set_result(None)
-                    self._maybe_unsubscribe(message["channel"], channel)
+                if kind == "pmessage":
+                    waiters = self._waiters.get(message["channel"][PREFIX_LEN:].decode(errors="replace"))
+                    if waiters:
+                        status = message["data"].decode(errors="replace")
+                        for future in waiters:
+                            if not future.done():
+                                future.set_result(status)
+                elif kind == "psubscribe" and not ready.done():
+                    ready.set_result(None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection lost: fail every waiter (they re-read or answer 503), start afresh
             log.warning("pub/sub connection lost", extra={"error": repr(exc)})
-            self._reset(exc)
+            self._reset(exc, ready)
             try:
                 await pubsub.aclose()
             except Exception:
                 pass
 
-    def _reset(self, exc: BaseException) -> None:
-        channels, self._channels = self._channels, {}
-        self._pubsub = None
-        for channel in channels.values():
-            if not channel.confirmed.done():
-                channel.confirmed.set_exception(exc)
-                channel.confirmed.exception()  # mark retrieved: no "never retrieved" warning
-            for future in channel.waiters:
+    def _reset(self, exc: BaseException, ready: asyncio.Future[None] | None) -> None:
+        self._pubsub, self._ready = None, None
+        if ready is not None and not ready.done():
+            ready.set_exception(exc)
+            ready.exception()  # mark retrieved: no "never retrieved" warning
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for future in futures:
                 if not future.done():
                     future.set_exception(exc)
                     future.exception()
@@ -146,7 +118,7 @@ class DoneWaiter:
                 await reader
             except (asyncio.CancelledError, Exception):
                 pass
-        self._reset(ConnectionError("API shutting down"))
+        self._reset(ConnectionError("API shutting down"), self._ready)
         self._reader = None
         if pubsub is not None:
             try:
