@@ -129,3 +129,17 @@ checkov: $(CHECKOV_VENV)/.installed tools ## Checkov: rendered chart + both Dock
 	  -f .run/checkov/chart.yaml --skip-check $(CHECKOV_SKIP)
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework dockerfile \
 	  -f services/api/Dockerfile -f services/worker/Dockerfile --skip-check $(CHECKOV_SKIP)
+
+##@ Benchmarks
+.venv-bench/.installed: bench/requirements.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+.PHONY: bench
+bench: venv .venv-bench/.installed ## Throughput, latency and memory side by side with RQ, Dramatiq and Celery (prints a table)
+	$(PY) -m bench.run
+
+.PHONY: bench-quick
+bench-quick: venv ## The same with small counts and jobengine + RQ only, no targets judged (CI-sized)
+	$(PY) -m bench.run --quick --only jobengine,rq-simple,latency,memory

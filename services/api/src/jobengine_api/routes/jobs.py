@@ -236,12 +236,16 @@ async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: 
             async with waiter.subscription(job_id) as done:
                 # the deadline is checked here too: a cancellation that redis-py swallows while the timeout
                 # fires during SUBSCRIBE (seen with ?wait=1e-20) must not leave the request waiting forever
+                read_after_message = False
                 while loop.time() < deadline:
                     job = await ctx.store.get(job_id, tenant)  # after subscribing: an end in between is not missed
                     if job is None or job["status"] in TERMINAL:
                         return job
                     pause = min(WAIT_POLL_SECONDS, max(0.0, deadline - loop.time()))
-                    if done.done():  # message seen but not terminal (requeued since) or pub/sub lost: poll
+                    if done.done() and not read_after_message:
+                        # the message came while we were reading: read once more at once
+                        read_after_message = True
+                    elif done.done():  # message seen but not terminal (requeued since) or pub/sub lost: poll
                         await asyncio.sleep(pause)
                     else:
                         await asyncio.wait((done,), timeout=pause)
