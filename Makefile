@@ -143,3 +143,8 @@ bench: venv .venv-bench/.installed ## Throughput, latency and memory side by sid
 .PHONY: bench-quick
 bench-quick: venv ## The same with small counts and jobengine + RQ only, no targets judged (CI-sized)
 	$(PY) -m bench.run --quick --only jobengine,rq-simple,latency,memory
+
+##@ Reliability
+.PHONY: chaos
+chaos: venv system-deps ## Chaos run: 20,000 jobs through the API while workers, the API and Redis are killed and restarted
+	JOBENGINE_CHAOS_JOBS=20000 JOBENGINE_CHAOS_RATE=200 $(PY) -m pytest tests/chaos -q -s

@@ -37,6 +37,25 @@ def counted(payload: RunInput) -> RunResult:
     return RunResult(attempt=current_job().attempt)
 
 
+def chaos(payload: RunInput) -> RunResult:
+    """Records each run as '<supervisor pid> <time>' in test:runs:<job id> (which worker ran it, when)."""
+    if payload.counter_url:
+        # a well-behaved job: its own Redis write waits out the outages the chaos test causes
+        client = redis.Redis.from_url(payload.counter_url)
+        record, deadline = f"{os.getppid()} {time.time():.3f}", time.monotonic() + 20
+        while True:
+            try:
+                client.rpush(f"test:runs:{current_job().job_id}", record)
+                break
+            except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        client.close()
+    time.sleep(payload.seconds)
+    return RunResult(attempt=current_job().attempt)
+
+
 def hang(payload: RunInput) -> RunResult:
     """Ignores the soft timeout and cancels: blocks the signals, then sleeps (like a stuck C call)."""
     _count(payload.counter_url)
@@ -55,6 +74,8 @@ def crash(payload: RunInput) -> RunResult:
 
 JOB_TYPES = [
     JobType(name="counted", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.counted",
+            timeout=60, retry=RetryPolicy(max_retries=0)),
+    JobType(name="chaos", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.chaos",
             timeout=60, retry=RetryPolicy(max_retries=0)),
     JobType(name="hang", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.hang",
             timeout=1, retry=RetryPolicy(max_retries=0)),
