@@ -136,13 +136,17 @@ checkov: $(CHECKOV_VENV)/.installed tools ## Checkov: rendered chart + both Dock
 	.venv-bench/bin/pip install -q -r bench/requirements.txt
 	touch $@
 
+.PHONY: venv-bench
+venv-bench: .venv-bench/.installed ## The peers' venv (RQ, Dramatiq, Celery from bench/requirements.txt); the harness runs in .venv
+
 .PHONY: bench
-bench: venv .venv-bench/.installed ## Throughput, latency and memory side by side with RQ, Dramatiq and Celery (prints a table)
+bench: venv venv-bench ## Full benchmarks: throughput vs RQ, Dramatiq, Celery; latency; API vs no-op (wrk); batch; memory (table + PASS/FAIL)
+	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) -m bench.run
 
 .PHONY: bench-quick
-bench-quick: venv ## The same with small counts and jobengine + RQ only, no targets judged (CI-sized)
-	$(PY) -m bench.run --quick --only jobengine,rq-simple,latency,memory
+bench-quick: venv ## The same with small counts, one run each, jobengine + RQ only (CI-sized, no peers venv)
+	$(PY) -m bench.run --quick --only throughput-jobengine,throughput-rq-simple,latency,memory
 
 ##@ Reliability
 .PHONY: chaos
