@@ -137,16 +137,16 @@ checkov: $(CHECKOV_VENV)/.installed tools ## Checkov: rendered chart + both Dock
 	touch $@
 
 .PHONY: venv-bench
-venv-bench: .venv-bench/.installed ## The peers' venv (RQ, Dramatiq, Celery from bench/requirements.txt); the harness runs in .venv
+venv-bench: .venv-bench/.installed ## The peers' venv (RQ, Dramatiq, Celery, py-spy from bench/requirements.txt); the harness runs in .venv
 
 .PHONY: bench
-bench: venv venv-bench ## Full benchmarks: throughput vs RQ, Dramatiq, Celery; latency; API vs no-op (wrk); batch; memory (table + PASS/FAIL)
+bench: venv venv-bench ## Full benchmarks: throughput and latency vs RQ, Dramatiq, Celery; API vs no-op (wrk); batch; 1M waiting; memory (table + PASS/FAIL)
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) -m bench.run
 
 .PHONY: bench-quick
-bench-quick: venv ## The same with small counts, one run each, jobengine + RQ only (CI-sized, no peers venv)
-	$(PY) -m bench.run --quick --only throughput-jobengine,throughput-rq-simple,latency,memory
+bench-quick: venv ## Every scenario with small counts, one run each, nothing judged (CI-sized; peers only if .venv-bench exists)
+	$(PY) -m bench.run --quick
 
 ##@ Reliability
 .PHONY: chaos
