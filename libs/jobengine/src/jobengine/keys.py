@@ -63,6 +63,11 @@ def idempotency(key: str, tenant: str = "default") -> str:
     return f"jobengine:idempotency:{tenant}:{key}"
 
 
+def rate_limit(key_id: str) -> str:
+    """Token bucket of one API key (hash: tokens, at)."""
+    return f"jobengine:ratelimit:{key_id}"
+
+
 def notify(queue_name: str) -> str:
     """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
     return f"jobengine:notify:{queue_name}"

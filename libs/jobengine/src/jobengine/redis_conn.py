@@ -18,11 +18,13 @@ from redis.retry import Retry
 
 from .settings import Settings
 
-# Errors that mean "Redis is unreachable or restarting": retry later, never crash.
+# Errors that mean "Redis is unreachable, restarting or full": retry later, never crash. Out of memory
+# (over maxmemory with noeviction) refuses a script before its first write and a MULTI as a whole.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
     ConnectionResetError,
     OSError,
 )

@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(1000, ge=1, le=100_000)
     idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
     max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
+    # Backpressure (docs/guarantees.md, section Backpressure): checked inside the enqueue script
+    max_queue_backlog: int = Field(
+        0, ge=0, description="Submissions to a queue holding this many waiting jobs get 429 + Retry-After; 0: no limit."
+    )
+    backlog_retry_after_seconds: int = Field(
+        1, ge=1, description="The Retry-After of a 429 for a full queue."
+    )
+    rate_limit_per_second: float = Field(
+        0.0, ge=0, description="Submissions per second per API key (token bucket in Redis); 0: no limit."
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, description="Token bucket size per API key; 0: max(1, JOBENGINE_RATE_LIMIT_PER_SECOND)."
+    )
     # API input limits, checked before model validation (a job type may declare a lower or higher
     # max_payload_bytes of its own)
     max_payload_bytes: int = Field(262_144, ge=16, description="Largest payload of one job, in bytes of its JSON.")
@@ -88,6 +101,11 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(9100, ge=0, le=65535, description="Worker /metrics port; 0 turns it off.")
     metrics_host: str = "127.0.0.1"
+
+    @property
+    def rate_limit_bucket(self) -> int:
+        """Tokens a key's bucket holds when full."""
+        return self.rate_limit_burst or max(1, int(self.rate_limit_per_second))
 
     @property
     def auth_enabled(self) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from redis.exceptions import OutOfMemoryError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobengine.redis_conn import TRANSIENT_ERRORS
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 TYPE_PREFIX = "urn:jobengine:problem:"
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict",
+           409: "Conflict", 429: "Too Many Requests",
            413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -90,6 +91,24 @@ def unavailable(detail: str = "Redis is unreachable; retry shortly.") -> Problem
     return Problem(503, "unavailable", detail, headers={"Retry-After": "1"})
 
 
+REDIS_FULL_RETRY_AFTER = 5  # seconds: memory comes back as jobs end and their keys expire, not at once
+
+
+def redis_full() -> Problem:
+    """Redis refused a write: used memory is over its maxmemory (noeviction). Nothing was written."""
+    return Problem(503, "redis-out-of-memory", "Redis is out of memory and refuses new writes; retry later.",
+                   headers={"Retry-After": str(REDIS_FULL_RETRY_AFTER)})
+
+
+def too_many(reason: str, retry_after: int, queue: str) -> Problem:
+    """429 for a submission refused by a backlog limit ("queue_full") or the key's rate limit ("rate_limited")."""
+    if reason == "queue_full":
+        return Problem(429, "queue-full", f"Queue {queue!r} is at its backlog limit; retry later.",
+                       headers={"Retry-After": str(retry_after)}, extra={"queue": queue})
+    return Problem(429, "rate-limited", "This API key's submission rate limit is exhausted; retry later.",
+                   headers={"Retry-After": str(retry_after)})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem document."""
 
@@ -121,6 +140,10 @@ def install(app: FastAPI) -> None:
         log.warning("redis unavailable", extra={"error": repr(exc), "path": request.url.path})
         return unavailable().response(request.url.path)
 
+    async def on_redis_full(request: Request, exc: Exception) -> ProblemResponse:
+        log.warning("redis out of memory", extra={"error": repr(exc), "path": request.url.path})
+        return redis_full().response(request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return Problem(500, "internal", "An unexpected error occurred.").response(request.url.path)
@@ -131,6 +154,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BodyTooLarge, on_too_large)
     for error in TRANSIENT_ERRORS:
         app.add_exception_handler(error, on_redis_down)
+    app.add_exception_handler(OutOfMemoryError, on_redis_full)  # a cancel or retry; submits count it first
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -83,7 +83,9 @@ class PreparedJob:
 
 
 def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
-                fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default") -> PreparedJob:
+                fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default",
+                key_id: str = "") -> PreparedJob:
+    """`key_id`: the caller's API key, whose token bucket the submission draws on (when rate limits are on)."""
     now = datetime.now(timezone.utc)
     queue = sub.queue or job_type.queue or settings.default_queue
     run_at = sub.run_at
@@ -103,13 +105,16 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     )
     fields[keys.TENANT_FIELD] = tenant  # a hash field too: reads, cancels and retries check it without decoding meta
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
+    rate = settings.rate_limit_per_second if key_id else 0.0
     args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1000),
-                       settings.idempotency_ttl_seconds, fp, keys.queue(queue)]
+                       settings.idempotency_ttl_seconds, fp, keys.queue(queue), settings.max_queue_backlog,
+                       rate, settings.rate_limit_bucket]
     args.extend(chain.from_iterable(fields.items()))
     return PreparedJob(
         id=job_id, type=job_type.name, queue=queue, status=status, run_at=run_at,
         idempotency_key=idempotency_key, fingerprint=fp,
-        keys=[keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), idem_key],
+        keys=[keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), idem_key,
+              keys.rate_limit(key_id) if rate else ""],
         args=args,
     )
 
@@ -120,11 +125,21 @@ class Enqueued:
     status: str
     replayed: bool = False
     conflict: bool = False  # the idempotency key is bound to another body
+    refused: str = ""  # nothing written: "queue_full" (backlog limit) or "rate_limited" (the key's token bucket)
+    retry_after: int = 0  # seconds, when refused
 
 
-def _enqueued(job: PreparedJob, reply: list[Any]) -> Enqueued:
-    if int(reply[0]) == 1:
+REPLY_WRITTEN, REPLY_REPEAT, REPLY_QUEUE_FULL, REPLY_RATE_LIMITED = 1, 0, 2, 3
+
+
+def _enqueued(job: PreparedJob, reply: list[Any], settings: Settings) -> Enqueued:
+    code = int(reply[0])
+    if code == REPLY_WRITTEN:
         return Enqueued(job.id, job.status)
+    if code == REPLY_QUEUE_FULL:
+        return Enqueued(job.id, "", refused="queue_full", retry_after=settings.backlog_retry_after_seconds)
+    if code == REPLY_RATE_LIMITED:  # reply[1]: milliseconds until the bucket holds a token again
+        return Enqueued(job.id, "", refused="rate_limited", retry_after=max(1, -(-int(reply[1]) // 1000)))
     stored_fp = _s(reply[2]) if len(reply) > 2 else ""
     rq_status = _s(reply[3]) if len(reply) > 3 else ""
     return Enqueued(_s(reply[1]), API_STATUS.get(rq_status, rq_status) or "expired", replayed=True,
@@ -185,7 +200,7 @@ class JobStore:
         except NoScriptError:  # Redis restarted or was flushed; the sha is the script's hash: load and resend
             await self._load(script)
             reply = await self.fast.execute(command)
-        return _enqueued(job, reply)
+        return _enqueued(job, reply, self.settings)
 
     async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
         """All jobs in one pipelined write (EVALSHA each)."""
@@ -202,7 +217,7 @@ class JobStore:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [_enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+        return [_enqueued(job, reply, self.settings) for job, reply in zip(jobs, replies, strict=True)]
 
     async def _load(self, script: Any) -> None:
         # through the fast lane: its connections notice a Redis restart before they are used

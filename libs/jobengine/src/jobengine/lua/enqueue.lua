@@ -1,10 +1,16 @@
--- Write one job and make it visible, atomically, with an optional idempotency key.
+-- Write one job and make it visible, atomically, with an optional idempotency key, a backlog
+-- limit and a per-key token bucket (refusals write nothing).
 -- KEYS[1] job hash  KEYS[2] queue list  KEYS[3] scheduled zset  KEYS[4] notify list
--- KEYS[5] idempotency key, or '' for none
+-- KEYS[5] idempotency key, or '' for none  KEYS[6] rate-limit bucket hash, or '' for none
 -- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index score (ms)
--- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key  ARGV[7..] hash fields
+-- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key
+-- ARGV[7] max backlog (LLEN of the queue; 0 = no limit)
+-- ARGV[8] rate limit, tokens per second (0 = no limit)  ARGV[9] bucket size (burst)
+-- ARGV[10..] hash fields
 -- Returns {1, id} when written, {0, existing_id, fingerprint, existing_status} on an idempotent repeat
--- (existing_status is '' when that job has expired already).
+-- (existing_status is '' when that job has expired already), {2, queue length} when the queue's
+-- backlog is at its limit, {3, milliseconds until a token} when the key's rate limit is exhausted.
+-- A repeat is answered before either limit: retrying an accepted request is never refused.
 if KEYS[5] ~= '' then
   local existing = redis.call('GET', KEYS[5])
   if existing then
@@ -15,9 +21,36 @@ if KEYS[5] ~= '' then
     end
     return {0, id, fp, redis.call('HGET', 'rq:job:' .. id, 'status') or ''}
   end
+end
+local max_backlog = tonumber(ARGV[7])
+if max_backlog > 0 then
+  local depth = redis.call('LLEN', KEYS[2])
+  if depth >= max_backlog then
+    return {2, depth}
+  end
+end
+local rate = tonumber(ARGV[8])
+if KEYS[6] ~= '' and rate > 0 then
+  local burst = tonumber(ARGV[9])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local bucket = redis.call('HMGET', KEYS[6], 'tokens', 'at')
+  local tokens, at = tonumber(bucket[1]), tonumber(bucket[2])
+  if tokens == nil or at == nil then
+    tokens, at = burst, now
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+  if tokens < 1 then
+    return {3, math.ceil((1 - tokens) / rate * 1000)}
+  end
+  redis.call('HSET', KEYS[6], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+  -- a full bucket is the same as none: let idle keys' buckets expire
+  redis.call('PEXPIRE', KEYS[6], math.ceil(burst / rate * 1000) + 1000)
+end
+if KEYS[5] ~= '' then
   redis.call('SET', KEYS[5], ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[4])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 if tonumber(ARGV[2]) > 0 then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 else

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
+from redis.exceptions import OutOfMemoryError
 from starlette.responses import Response
 
 from jobengine import tracing
@@ -22,7 +23,7 @@ from jobengine.settings import QUEUE_NAME_PATTERN
 from ..deps import ApiContext, ContextDep, JobId, ReadPrincipal, StoreDep, SubmitPrincipal, authorize
 from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobStatusChange,
                       ProblemDetail)
-from ..problems import Problem, invalid, not_found, validation_errors
+from ..problems import Problem, invalid, not_found, redis_full, too_many, validation_errors
 from ..responses import JSONResponse
 from ..store import Enqueued, PreparedJob, decode_cursor, fingerprint, prepare_job
 from ..waiter import DoneWaiter
@@ -37,7 +38,8 @@ PROBLEM_DESCRIPTIONS = {
     409: "Conflict with the job's state or an earlier request.",
     413: "The body or a job's payload is too large.",
     422: "Validation failed; `errors` names the fields.",
-    503: "Redis is unreachable; retry after Retry-After seconds.",
+    429: "The queue is at its backlog limit or the key's rate limit is exhausted; retry after Retry-After seconds.",
+    503: "Redis is unreachable or out of memory; retry after Retry-After seconds.",
 }
 
 
@@ -110,7 +112,7 @@ IDEMPOTENCY_HEADER = {
     summary="Submit a job",
     responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
                200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
-               **problems(409, 413), **PROBLEMS},
+               **problems(409, 413, 429), **PROBLEMS},
 )
 async def submit_job(request: Request) -> Response:
     # The hot path: no FastAPI dependencies or header parameters (solving them costs more than the
@@ -133,9 +135,16 @@ async def submit_job(request: Request) -> Response:
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
                           fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta,
-                          tenant=principal.tenant)
+                          tenant=principal.tenant, key_id=principal.key_id)
         span.job(job.id, job.type, job.queue)
-        outcome = await ctx.store.enqueue(job)
+        try:
+            outcome = await ctx.store.enqueue(job)
+        except OutOfMemoryError:  # refused before the script wrote anything
+            JOBS_REJECTED.labels("redis_oom").inc()
+            raise redis_full() from None
+    if outcome.refused:
+        JOBS_REJECTED.labels(outcome.refused).inc()
+        raise too_many(outcome.refused, outcome.retry_after, job.queue)
     headers = {"Location": f"/v1/jobs/{outcome.id}"}
     if outcome.replayed:
         if outcome.conflict:
@@ -176,8 +185,13 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             key = sub.idempotency_key
             fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
             jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
-                                            trace_meta=span.meta, tenant=principal.tenant)))
-        outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
+                                            trace_meta=span.meta, tenant=principal.tenant,
+                                            key_id=principal.key_id)))
+        try:
+            outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
+        except OutOfMemoryError:
+            JOBS_REJECTED.labels("redis_oom").inc(len(jobs))
+            raise redis_full() from None
     for (index, job), outcome in zip(jobs, outcomes, strict=True):
         results[index] = _batch_result(request, index, job, outcome)
     accepted = sum(1 for r in results if r is not None and "id" in r)
@@ -202,6 +216,11 @@ def _batch_items(body: bytes, max_items: int) -> list[Any]:
 
 
 def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enqueued) -> dict[str, Any]:
+    if outcome.refused:
+        JOBS_REJECTED.labels(outcome.refused).inc()
+        problem = too_many(outcome.refused, outcome.retry_after, job.queue)
+        return {"index": index, "error": {**problem.body(f"{request.url.path}#/jobs/{index}"),
+                                          "retry_after": outcome.retry_after}}
     if outcome.conflict:
         JOBS_REJECTED.labels("idempotency_conflict").inc()
         return {"index": index, "error": _conflict(job.idempotency_key or "").body(f"{request.url.path}#/jobs/{index}")}
