@@ -150,5 +150,21 @@ bench-quick: venv ## Every scenario with small counts, one run each, nothing jud
 
 ##@ Reliability
 .PHONY: chaos
-chaos: venv system-deps ## Chaos run: 20,000 jobs through the API while workers, the API and Redis are killed and restarted
-	JOBENGINE_CHAOS_JOBS=20000 JOBENGINE_CHAOS_RATE=200 $(PY) -m pytest tests/chaos -q -s
+CHAOS_ARGS ?= --jobs 20000 --workers 3 --rate 100
+SOAK_ARGS ?= --duration 600 --rate 100 --workers 1 --out .run/soak
+
+chaos: venv system-deps ## Chaos run: 20,000 jobs through the API while workers, the API and Redis are killed and restarted (CHAOS_ARGS)
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
+.PHONY: chaos-short
+chaos-short: venv system-deps ## The CI-sized chaos test (1,500 jobs, about 40 s)
+	$(PY) -m pytest tests/chaos -q -s $(PYTEST_ARGS)
+
+.venv-soak/.installed: tests/soak/requirements.txt
+	$(PYTHON) -m venv .venv-soak
+	.venv-soak/bin/pip install -q -r tests/soak/requirements.txt
+	touch $@
+
+.PHONY: soak
+soak: venv system-deps .venv-soak/.installed ## 10 minutes of steady load through the API: p99 latency and RSS every 10 s, CSV + PNG in .run/soak (not in CI)
+	$(PY) -m tests.soak.run $(SOAK_ARGS)
