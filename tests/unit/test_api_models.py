@@ -92,15 +92,17 @@ def test_cursor_round_trip_and_garbage() -> None:
 def test_prepare_job_builds_an_rq_job_hash() -> None:
     sub = SUBS.single.validate_json(b'{"type":"primes","payload":{"lowest":10,"highest":17},"timeout":5}')
     job = prepare_job(sub, CATALOG["primes"], SETTINGS)
-    assert job.args[6:9] == [0, 0.0, 1] and job.keys[5] == ""  # no backlog limit, no rate limit (the defaults)
-    fields = dict(zip(job.args[9::2], job.args[10::2], strict=True))
+    # no backlog limit, no rate limit, no tenant quota (the defaults)
+    assert job.args[6:10] == [0, 0.0, 1, 0] and job.keys[5:] == ["", ""]
+    fields = dict(zip(job.args[10::2], job.args[11::2], strict=True))
     assert job.status == fields["status"] == "queued" and job.queue == "default"
     assert orjson.loads(zlib.decompress(fields["data"])) == [
         "jobengine_worker.jobs.builtin.primes", None, [{"lowest": 10, "highest": 17}], {}]
     assert fields["timeout"] == 5 and fields["origin"] == "default"
     assert orjson.loads(fields["meta"])["type"] == "primes"
     assert len(orjson.loads(fields["retry_intervals"])) == CATALOG["primes"].retry.max_retries
-    assert job.keys == [f"rq:job:{job.id}", "rq:queue:default", "rq:scheduled:default", "jobengine:notify:default", "", ""]
+    assert job.keys == [f"rq:job:{job.id}", "rq:queue:default", "rq:scheduled:default", "jobengine:notify:default", "",
+                        "", ""]
     assert job.args[1] == 0  # run now
 
 
@@ -111,7 +113,7 @@ def test_prepare_job_schedules_delays_and_run_at() -> None:
     assert job.status == "scheduled" and job.queue == "low"
     assert job.args[1] == pytest.approx(datetime.now(timezone.utc).timestamp() + 60, abs=2)
     assert job.keys[4] == "jobengine:idempotency:default:k" and job.args[4] == "f"
-    assert "retry_intervals" not in job.args[9::2]
+    assert "retry_intervals" not in job.args[10::2]
     past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
     due = prepare_job(SUBS.single.validate_python({"type": "echo", "payload": {}, "run_at": past}),
                       CATALOG["echo"], SETTINGS)

@@ -68,6 +68,11 @@ def rate_limit(key_id: str) -> str:
     return f"jobengine:ratelimit:{key_id}"
 
 
+def tenant_backlog(tenant: str) -> str:
+    """Jobs of a tenant not yet ended, counted while its backlog quota is on (enqueue.lua, complete.lua)."""
+    return f"jobengine:backlog:{tenant}"
+
+
 def notify(queue_name: str) -> str:
     """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
     return f"jobengine:notify:{queue_name}"

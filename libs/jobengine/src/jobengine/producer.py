@@ -40,9 +40,9 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime) -
         retry_intervals=retry.intervals(), status="scheduled" if run_at else "queued", meta=spec.meta or {}, now=now,
     )
     flat = [item for pair in fields.items() for item in pair]
-    keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", ""]
-    # no backlog or rate limit: those guard the API's callers
-    args = [job_id, run_at, int(now.timestamp() * 1000), 0, "", keys.queue(queue), 0, 0, 0, *flat]
+    keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", "", ""]
+    # no backlog limit, rate limit or tenant quota: those guard the API's callers
+    args = [job_id, run_at, int(now.timestamp() * 1000), 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
     return keys_, args
 
 

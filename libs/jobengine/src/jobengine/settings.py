@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         0, ge=0, description="Token bucket size per API key; 0: max(1, JOBENGINE_RATE_LIMIT_PER_SECOND)."
     )
+    tenant_max_backlog: int = Field(
+        0, ge=0, description="Jobs not yet ended (queued, scheduled, started) a tenant may hold; over it: 429 + "
+        "Retry-After; 0: no quota."
+    )
+    tenant_backlog_quotas: dict[str, int] = Field(
+        default_factory=dict, description='Per-tenant quotas overriding JOBENGINE_TENANT_MAX_BACKLOG, JSON: {"acme": '
+        '50000}; 0 for a tenant: no quota for it.'
+    )
     # API input limits, checked before model validation (a job type may declare a lower or higher
     # max_payload_bytes of its own)
     max_payload_bytes: int = Field(262_144, ge=16, description="Largest payload of one job, in bytes of its JSON.")
@@ -106,6 +114,10 @@ class Settings(BaseSettings):
     def rate_limit_bucket(self) -> int:
         """Tokens a key's bucket holds when full."""
         return self.rate_limit_burst or max(1, int(self.rate_limit_per_second))
+
+    def tenant_quota(self, tenant: str) -> int:
+        """The backlog quota of a tenant (0: none)."""
+        return self.tenant_backlog_quotas.get(tenant, self.tenant_max_backlog)
 
     @property
     def auth_enabled(self) -> bool:

@@ -101,10 +101,14 @@ def redis_full() -> Problem:
 
 
 def too_many(reason: str, retry_after: int, queue: str) -> Problem:
-    """429 for a submission refused by a backlog limit ("queue_full") or the key's rate limit ("rate_limited")."""
+    """429 for a submission refused by a backlog limit ("queue_full"), the tenant's backlog quota
+    ("tenant_quota") or the key's rate limit ("rate_limited")."""
     if reason == "queue_full":
         return Problem(429, "queue-full", f"Queue {queue!r} is at its backlog limit; retry later.",
                        headers={"Retry-After": str(retry_after)}, extra={"queue": queue})
+    if reason == "tenant_quota":
+        return Problem(429, "tenant-quota", "Your tenant holds as many unfinished jobs as its quota allows; retry "
+                       "when some have ended.", headers={"Retry-After": str(retry_after)})
     return Problem(429, "rate-limited", "This API key's submission rate limit is exhausted; retry later.",
                    headers={"Retry-After": str(retry_after)})
 

@@ -106,15 +106,16 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     fields[keys.TENANT_FIELD] = tenant  # a hash field too: reads, cancels and retries check it without decoding meta
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     rate = settings.rate_limit_per_second if key_id else 0.0
+    quota = settings.tenant_quota(tenant)
     args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1000),
                        settings.idempotency_ttl_seconds, fp, keys.queue(queue), settings.max_queue_backlog,
-                       rate, settings.rate_limit_bucket]
+                       rate, settings.rate_limit_bucket, quota]
     args.extend(chain.from_iterable(fields.items()))
     return PreparedJob(
         id=job_id, type=job_type.name, queue=queue, status=status, run_at=run_at,
         idempotency_key=idempotency_key, fingerprint=fp,
         keys=[keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), idem_key,
-              keys.rate_limit(key_id) if rate else ""],
+              keys.rate_limit(key_id) if rate else "", keys.tenant_backlog(tenant) if quota else ""],
         args=args,
     )
 
@@ -125,11 +126,12 @@ class Enqueued:
     status: str
     replayed: bool = False
     conflict: bool = False  # the idempotency key is bound to another body
-    refused: str = ""  # nothing written: "queue_full" (backlog limit) or "rate_limited" (the key's token bucket)
+    refused: str = ""  # nothing written: "queue_full" (backlog limit), "rate_limited" (the key's token bucket)
+    # or "tenant_quota" (the tenant's jobs not yet ended)
     retry_after: int = 0  # seconds, when refused
 
 
-REPLY_WRITTEN, REPLY_REPEAT, REPLY_QUEUE_FULL, REPLY_RATE_LIMITED = 1, 0, 2, 3
+REPLY_WRITTEN, REPLY_REPEAT, REPLY_QUEUE_FULL, REPLY_RATE_LIMITED, REPLY_TENANT_QUOTA = 1, 0, 2, 3, 4
 
 
 def _enqueued(job: PreparedJob, reply: list[Any], settings: Settings) -> Enqueued:
@@ -138,6 +140,8 @@ def _enqueued(job: PreparedJob, reply: list[Any], settings: Settings) -> Enqueue
         return Enqueued(job.id, job.status)
     if code == REPLY_QUEUE_FULL:
         return Enqueued(job.id, "", refused="queue_full", retry_after=settings.backlog_retry_after_seconds)
+    if code == REPLY_TENANT_QUOTA:
+        return Enqueued(job.id, "", refused="tenant_quota", retry_after=settings.backlog_retry_after_seconds)
     if code == REPLY_RATE_LIMITED:  # reply[1]: milliseconds until the bucket holds a token again
         return Enqueued(job.id, "", refused="rate_limited", retry_after=max(1, -(-int(reply[1]) // 1000)))
     stored_fp = _s(reply[2]) if len(reply) > 2 else ""

@@ -28,6 +28,16 @@ if f[3] and (outcome == 'retry' or outcome == 'requeue' or outcome == 'release')
   outcome = 'canceled'  -- a cancel asked for while it ran wins over running it again
 end
 
+-- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
+-- once, since the field is renamed ('-' prefix) as the counter is decremented.
+local function uncount(jk)
+  local counter = redis.call('HGET', jk, 'jobengine_backlog')
+  if counter and string.sub(counter, 1, 1) ~= '-' then
+    redis.call('DECR', counter)
+    redis.call('HSET', jk, 'jobengine_backlog', '-' .. counter)
+  end
+end
+
 local function notify()
   redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
   redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
@@ -42,6 +52,7 @@ if outcome == 'finished' then
   redis.call('EXPIRE', jk, ttl)
   redis.call('EXPIRE', results, ttl)
   redis.call('ZADD', 'rq:finished:' .. q, now + ttl, id)
+  uncount(jk)
   status = 'finished'
 elseif outcome == 'failed' or outcome == 'canceled' then
   local ttl = tonumber(ARGV[9])
@@ -59,6 +70,7 @@ elseif outcome == 'failed' or outcome == 'canceled' then
   redis.call('EXPIRE', jk, ttl)
   redis.call('EXPIRE', results, ttl)
   redis.call('ZADD', registry, now + ttl, id)
+  uncount(jk)
 elseif outcome == 'retry' then
   local run_at = tonumber(ARGV[9])
   redis.call('HINCRBY', jk, 'retries_left', -1)

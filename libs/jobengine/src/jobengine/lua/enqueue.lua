@@ -1,16 +1,22 @@
 -- Write one job and make it visible, atomically, with an optional idempotency key, a backlog
--- limit and a per-key token bucket (refusals write nothing).
+-- limit, a per-tenant backlog quota and a per-key token bucket (refusals write nothing).
 -- KEYS[1] job hash  KEYS[2] queue list  KEYS[3] scheduled zset  KEYS[4] notify list
 -- KEYS[5] idempotency key, or '' for none  KEYS[6] rate-limit bucket hash, or '' for none
+-- KEYS[7] the tenant's backlog counter, or '' for none (no quota: the job is not counted)
 -- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index score (ms)
 -- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key
 -- ARGV[7] max backlog (LLEN of the queue; 0 = no limit)
 -- ARGV[8] rate limit, tokens per second (0 = no limit)  ARGV[9] bucket size (burst)
--- ARGV[10..] hash fields
+-- ARGV[10] the tenant's quota: most jobs not yet ended (queued, scheduled, started) it may hold
+-- ARGV[11..] hash fields
 -- Returns {1, id} when written, {0, existing_id, fingerprint, existing_status} on an idempotent repeat
 -- (existing_status is '' when that job has expired already), {2, queue length} when the queue's
--- backlog is at its limit, {3, milliseconds until a token} when the key's rate limit is exhausted.
--- A repeat is answered before either limit: retrying an accepted request is never refused.
+-- backlog is at its limit, {3, milliseconds until a token} when the key's rate limit is exhausted,
+-- {4, jobs held} when the tenant is at its quota.
+-- A repeat is answered before any limit: retrying an accepted request is never refused. The checks
+-- only read; the token is taken last, so a refusal for another reason does not spend one.
+-- A counted job carries its counter's name in the field jobengine_backlog; the script that ends it
+-- (complete, recover, cancel) decrements the counter once (see those scripts).
 if KEYS[5] ~= '' then
   local existing = redis.call('GET', KEYS[5])
   if existing then
@@ -27,6 +33,12 @@ if max_backlog > 0 then
   local depth = redis.call('LLEN', KEYS[2])
   if depth >= max_backlog then
     return {2, depth}
+  end
+end
+if KEYS[7] ~= '' then
+  local held = tonumber(redis.call('GET', KEYS[7]) or '0')
+  if held >= tonumber(ARGV[10]) then
+    return {4, held}
   end
 end
 local rate = tonumber(ARGV[8])
@@ -50,7 +62,11 @@ end
 if KEYS[5] ~= '' then
   redis.call('SET', KEYS[5], ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[4])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+if KEYS[7] ~= '' then
+  redis.call('INCR', KEYS[7])
+  redis.call('HSET', KEYS[1], 'jobengine_backlog', KEYS[7])
+end
 if tonumber(ARGV[2]) > 0 then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 else

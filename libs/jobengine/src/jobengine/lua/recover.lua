@@ -2,6 +2,15 @@
 -- and requeue those jobs at the front, or fail them once they have been recovered too often.
 -- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] max recoveries  ARGV[4] max entries per queue
 -- Returns a flat list: job id, queue, new status, ...
+-- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
+-- once, since the field is renamed ('-' prefix) as the counter is decremented.
+local function uncount(jk)
+  local counter = redis.call('HGET', jk, 'jobengine_backlog')
+  if counter and string.sub(counter, 1, 1) ~= '-' then
+    redis.call('DECR', counter)
+    redis.call('HSET', jk, 'jobengine_backlog', '-' .. counter)
+  end
+end
 local out = {}
 for _, qkey in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
   local q = string.sub(qkey, 10)
@@ -36,6 +45,7 @@ for _, qkey in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
         redis.call('EXPIRE', jk, ttl)
         redis.call('EXPIRE', 'rq:results:' .. id, ttl)
         redis.call('ZADD', registry, tonumber(ARGV[1]) + ttl, id)
+        uncount(jk)
         redis.call('PUBLISH', 'jobengine:done:' .. id, status)
       end
       out[#out + 1] = id

@@ -3,7 +3,7 @@
 -- Returns {result, status}: queued | not_failed | missing
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals', 'jobengine_tenant')
+local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals', 'jobengine_tenant', 'jobengine_backlog')
 if not f[1] then return {'missing', ''} end
 if ARGV[3] and ARGV[3] ~= '' and (f[4] or 'default') ~= ARGV[3] then return {'missing', ''} end
 if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
@@ -17,6 +17,11 @@ redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[2], 'started_at',
 redis.call('HDEL', jk, 'jobengine_cancel', 'jobengine_progress')
 redis.call('PERSIST', jk)
 redis.call('PERSIST', 'rq:results:' .. id)
+if f[5] and string.sub(f[5], 1, 1) == '-' then  -- it was counted against its tenant's quota: again
+  local counter = string.sub(f[5], 2)
+  redis.call('INCR', counter)
+  redis.call('HSET', jk, 'jobengine_backlog', counter)
+end
 redis.call('RPUSH', 'rq:queue:' .. q, id)
 redis.call('SADD', 'rq:queues', 'rq:queue:' .. q)
 redis.call('LPUSH', 'jobengine:notify:' .. q, '1')

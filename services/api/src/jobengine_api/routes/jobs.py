@@ -38,7 +38,8 @@ PROBLEM_DESCRIPTIONS = {
     409: "Conflict with the job's state or an earlier request.",
     413: "The body or a job's payload is too large.",
     422: "Validation failed; `errors` names the fields.",
-    429: "The queue is at its backlog limit or the key's rate limit is exhausted; retry after Retry-After seconds.",
+    429: "The queue is at its backlog limit, the tenant at its quota or the key's rate limit is exhausted; retry "
+         "after Retry-After seconds.",
     503: "Redis is unreachable or out of memory; retry after Retry-After seconds.",
 }
 
