@@ -34,7 +34,7 @@ def rejected(api) -> float:  # type: ignore[no-untyped-def]
     return float(match.group(1)) if match else 0.0
 
 
-def test_tenant_quota_refuses_with_429_then_recovers(start_api, start_worker, r: redis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tenant_quota_refuses_with_429_then_recovers(start_api, start_worker, r, tmp_path):  # type: ignore
     keys_file = write_key_file(tmp_path / "keys.json", [key_entry(TEST_KEY), key_entry(GLOBEX, tenant="globex")])
     api = start_api(JOBENGINE_API_KEYS_FILE=str(keys_file), JOBENGINE_TENANT_MAX_BACKLOG="3",
                     JOBENGINE_TENANT_BACKLOG_QUOTAS='{"globex": 1}')  # no worker yet: nothing ends
@@ -73,7 +73,7 @@ def test_tenant_quota_refuses_with_429_then_recovers(start_api, start_worker, r:
     assert api.client.post("/v1/jobs", json=counted()).status_code == 202
 
 
-def test_the_counter_is_exact_through_every_ending(start_api, start_worker, r: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+def test_the_counter_is_exact_through_every_ending(start_api, start_worker, r):  # type: ignore[no-untyped-def]
     api = start_api(JOBENGINE_TENANT_MAX_BACKLOG="100")
     settings = {"JOBENGINE_MAX_RECOVERIES": "0"}  # an abandoned job fails at its first recovery
 

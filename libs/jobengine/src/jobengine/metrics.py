@@ -31,7 +31,7 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 TERMINAL_OUTCOMES = ("succeeded", "failed", "timed_out", "canceled")
 OUTCOMES = (*TERMINAL_OUTCOMES, "retried", "requeued")
 REJECT_REASONS = ("malformed_json", "unknown_type", "validation", "idempotency_conflict", "queue_full", "rate_limited",
-                  "tenant_quota", "redis_oom")
+                  "tenant_quota", "redis_memory", "redis_oom")
 RECOVERED_OUTCOMES = ("queued", "failed", "canceled")
 
 # Metrics are created unregistered (registry=None); each process registers its side's ones.

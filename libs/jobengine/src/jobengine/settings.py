@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         default_factory=dict, description='Per-tenant quotas overriding JOBENGINE_TENANT_MAX_BACKLOG, JSON: {"acme": '
         '50000}; 0 for a tenant: no quota for it.'
     )
+    redis_memory_limit_ratio: float = Field(
+        0.9, ge=0, le=1, description="Refuse submissions (503) once Redis uses this share of its maxmemory, keeping "
+        "the rest for the jobs already accepted; 0: off (also off when Redis has no maxmemory)."
+    )
+    redis_memory_check_seconds: float = Field(
+        0.5, gt=0, description="How often each API process samples INFO memory for that guard."
+    )
     # API input limits, checked before model validation (a job type may declare a lower or higher
     # max_payload_bytes of its own)
     max_payload_bytes: int = Field(262_144, ge=16, description="Largest payload of one job, in bytes of its JSON.")

@@ -12,6 +12,7 @@ from jobengine.jobdata import JOB_ID_PATTERN
 from jobengine.settings import Settings
 
 from .auth import Principal, forbidden
+from .guard import MemoryGuard
 from .limits import Limits
 from .models import Submissions
 from .store import JobStore
@@ -26,6 +27,7 @@ class ApiContext:
     store: JobStore
     waiter: DoneWaiter
     limits: Limits
+    guard: MemoryGuard | None = None  # None: no Redis memory guard
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool

@@ -19,6 +19,7 @@ from jobengine.settings import Settings, get_settings
 from . import problems
 from .auth import SCOPES, AuthMiddleware, KeyRefresher, keyring_from_settings
 from .deps import ApiContext
+from .guard import MemoryGuard
 from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         client = async_client(settings)
         store = JobStore(client, settings)
         waiter = DoneWaiter(client)
-        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits)
+        guard = MemoryGuard(client, settings.redis_memory_limit_ratio, settings.redis_memory_check_seconds)
+        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard)
         refresher = None
         if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background
             refresher = KeyRefresher(keyring, settings.api_keys_file, client, settings.auth_refresh_seconds)
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             log.warning("redis not reachable at start", extra={"error": repr(exc)})
         if refresher is not None:
             refresher.start()
+        guard.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         finally:
             if refresher is not None:
                 await refresher.stop()
+            await guard.stop()
             await waiter.close()
             await store.fast.aclose()
             await client.aclose()

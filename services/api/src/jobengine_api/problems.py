@@ -94,10 +94,10 @@ def unavailable(detail: str = "Redis is unreachable; retry shortly.") -> Problem
 REDIS_FULL_RETRY_AFTER = 5  # seconds: memory comes back as jobs end and their keys expire, not at once
 
 
-def redis_full() -> Problem:
-    """Redis refused a write: used memory is over its maxmemory (noeviction). Nothing was written."""
-    return Problem(503, "redis-out-of-memory", "Redis is out of memory and refuses new writes; retry later.",
-                   headers={"Retry-After": str(REDIS_FULL_RETRY_AFTER)})
+def redis_full(detail: str = "Redis is out of memory and refuses new writes; retry later.") -> Problem:
+    """Redis refused a write: used memory is over its maxmemory (noeviction), or near it (the API's memory
+    guard). Nothing was written."""
+    return Problem(503, "redis-out-of-memory", detail, headers={"Retry-After": str(REDIS_FULL_RETRY_AFTER)})
 
 
 def too_many(reason: str, retry_after: int, queue: str) -> Problem:

@@ -138,6 +138,7 @@ async def submit_job(request: Request) -> Response:
                           fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta,
                           tenant=principal.tenant, key_id=principal.key_id)
         span.job(job.id, job.type, job.queue)
+        _memory_guard(ctx, 1)
         try:
             outcome = await ctx.store.enqueue(job)
         except OutOfMemoryError:  # refused before the script wrote anything
@@ -188,6 +189,8 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
                                             trace_meta=span.meta, tenant=principal.tenant,
                                             key_id=principal.key_id)))
+        if jobs:
+            _memory_guard(ctx, len(jobs))
         try:
             outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
         except OutOfMemoryError:
@@ -199,6 +202,13 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
     status = 202 if accepted == len(items) else 207
     return JSONResponse({"accepted": accepted, "rejected": len(items) - accepted, "results": results},
                         status_code=status)
+
+
+def _memory_guard(ctx: ApiContext, jobs: int) -> None:
+    """503 before writing when Redis is near its maxmemory (guard.py): room is kept for accepted jobs' outcomes."""
+    if ctx.guard is not None and ctx.guard.over:
+        JOBS_REJECTED.labels("redis_memory").inc(jobs)
+        raise redis_full("Redis is near its memory limit: new jobs wait until accepted ones end; retry later.")
 
 
 def _batch_items(body: bytes, max_items: int) -> list[Any]:
