@@ -135,6 +135,7 @@ class State:
     force: bool = False  # deadline passed or second signal: stop running jobs now
     drain_deadline: float = 0.0
     cancel_requests: set[str] = field(default_factory=set)
+    released: bool = False  # the claimed jobs not yet started were given back at the stop signal
 
 
 class Worker:
@@ -383,8 +384,8 @@ class Worker:
     def execute(self, batch: list[Claimed]) -> None:
         slowest = 0.0
         for index, job in enumerate(batch):
-            if self.state.stopping:
-                self.pending.extend(Outcome(j, "release") for j in batch[index:])
+            if self.state.stopping:  # (some may have been given back already, while the last job ran)
+                self.pending.extend(Outcome(j, "release") for j in batch[index:] if j.id in self.claimed)
                 break
             if job.id in self.state.cancel_requests:
                 self.state.cancel_requests.discard(job.id)
@@ -458,6 +459,8 @@ class Worker:
                     return self.executor_died(job)
                 return self.to_outcome(job, kind, value, seconds)
             now = time.monotonic()
+            if self.state.stopping and not self.state.released:
+                self.release_unstarted(job)
             if self.state.stopping and (self.state.force or now >= self.state.drain_deadline):
                 log.warning("drain deadline passed: job goes back to its queue", extra={"job_id": job.id})
                 self.respawn_executor()
@@ -478,6 +481,23 @@ class Worker:
             if not ex.process.is_alive():
                 return self.executor_died(job)
             self.maintenance()
+
+    def release_unstarted(self, running: Claimed) -> None:
+        """At a stop signal, give the jobs of the batch that have not started back to their queue at once, so
+        other workers run them while this one drains its running job. One try: on a Redis error they are
+        given back after the running job, as at any shutdown."""
+        self.state.released = True
+        done = {o.job.id for o in self.pending}
+        batch = [Outcome(j, "release") for j in self.claimed.values() if j.id != running.id and j.id not in done]
+        if not batch:
+            return
+        try:
+            replies = self.write_outcomes(batch)
+        except TRANSIENT_ERRORS as exc:
+            self.redis_error(exc)
+            return
+        self.recorded(batch, replies)
+        log.info("stop signal: claimed jobs not started given back", extra={"jobs": len(batch)})
 
     def executor_died(self, job: Claimed) -> Outcome:
         assert self.executor is not None
@@ -507,14 +527,9 @@ class Worker:
     def flush(self, final: bool = False) -> None:
         """Write pending outcomes in one pipelined round trip; on a Redis error keep them and retry."""
         while self.pending:
-            now, stamp = time.time(), utcnow_str()
             batch = list(self.pending)
             try:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    for o in batch:
-                        self.scripts.complete(args=[o.job.id, o.job.queue, o.job.execution, o.outcome, now, stamp,
-                                                    self.name, o.value, o.arg], client=pipe)
-                    replies = pipe.execute()
+                replies = self.write_outcomes(batch)
             except TRANSIENT_ERRORS as exc:
                 self.redis_error(exc)
                 if final and (self.state.force or time.monotonic() >= self.state.drain_deadline + 5):
@@ -525,10 +540,22 @@ class Worker:
                 continue
             del self.pending[: len(batch)]
             self._last_delay = 0.05
-            for o, status in zip(batch, replies):
-                self.claimed.pop(o.job.id, None)
-                self.record(o, status.decode() if isinstance(status, bytes) else str(status))
-            metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
+            self.recorded(batch, replies)
+
+    def write_outcomes(self, batch: list[Outcome]) -> list[Any]:
+        """One pipelined round trip of complete.lua calls."""
+        now, stamp = time.time(), utcnow_str()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for o in batch:
+                self.scripts.complete(args=[o.job.id, o.job.queue, o.job.execution, o.outcome, now, stamp,
+                                            self.name, o.value, o.arg], client=pipe)
+            return pipe.execute()  # type: ignore[no-any-return]
+
+    def recorded(self, batch: list[Outcome], replies: list[Any]) -> None:
+        for o, status in zip(batch, replies):
+            self.claimed.pop(o.job.id, None)
+            self.record(o, status.decode() if isinstance(status, bytes) else str(status))
+        metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
 
     def record(self, o: Outcome, status: str) -> None:
         job = o.job
