@@ -46,12 +46,17 @@ from typing import Any
 
 import httpx
 import redis
+import yaml
 
 from jobengine.jobdata import parse_ts
 from jobengine.redis_conn import EmbeddedRedis, free_port
 from tests.conftest import Proc, key_entry, service_env, write_key_file
 
 KEY = "chaos.chaos-secret-0123456789abcdef0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[2]
+# The chart's Redis settings are the ones under test: appendfsync (values.yaml) and the policy its configmap sets
+CHART_VALUES = yaml.safe_load((ROOT / "charts/jobengine/values.yaml").read_text())
+CHART_FSYNC = CHART_VALUES["redis"]["appendfsync"]
 TERMINAL = ("finished", "failed", "canceled")
 FSYNC_WINDOW = 2.5  # seconds before a hard kill whose writes everysec may lose (1 s + a late fsync + margin)
 WORKER_FAULTS = ("sigkill", "sigterm")
@@ -69,7 +74,7 @@ class Config:
     long_seconds: float = 1.5
     drain_seconds: float = 1.0  # JOBENGINE_DRAIN_SECONDS of the workers: shorter than long jobs
     worker_faults: int = 0  # random SIGKILL/SIGTERM faults besides the fixed ones; 0: one per 20 s of submitting
-    fsync: str = "everysec"
+    fsync: str = CHART_FSYNC  # the chart's appendfsync (everysec)
     fsync_pause: float = 1.5
     settle_timeout: float = 120.0  # after the last submission, for every job to end
     log_dir: str = ""
@@ -143,10 +148,9 @@ class Cluster:
     def __init__(self, config: Config, log_dir: Path) -> None:
         self.config = config
         self.log_dir = log_dir
-        extra = ["--maxmemory-policy", "noeviction"]
-        self.redis = EmbeddedRedis(directory=str(log_dir / "redis"), extra_args=extra)
-        if config.fsync != "everysec":
-            self.redis.extra_args += ["--appendfsync", config.fsync]
+        # appendonly yes like the chart's configmap; a later --appendfsync overrides EmbeddedRedis' everysec
+        extra = ["--maxmemory-policy", "noeviction", "--appendfsync", config.fsync]
+        self.redis = EmbeddedRedis(directory=str(log_dir / "redis"), extra_args=extra, appendonly=True)
         self.keys_file = write_key_file(log_dir / "keys.json", [key_entry(KEY)])
         self.api_port = free_port()
         self.api: Proc | None = None

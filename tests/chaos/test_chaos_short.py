@@ -12,6 +12,16 @@ import pytest
 
 from tests.chaos.run import Config, run
 
+
+def test_the_chaos_run_uses_the_charts_redis_persistence() -> None:
+    """The guarantee is proven for the setting the chart ships: AOF on, appendfsync from values.yaml, noeviction."""
+    from tests.chaos.run import CHART_FSYNC, ROOT
+
+    configmap = (ROOT / "charts/jobengine/templates/redis/configmap.yaml").read_text()
+    assert "appendonly yes" in configmap and "appendfsync {{ .Values.redis.appendfsync }}" in configmap
+    assert "maxmemory-policy noeviction" in configmap
+    assert CHART_FSYNC == "everysec" and Config().fsync == CHART_FSYNC
+
 JOBS = int(os.environ.get("JOBENGINE_CHAOS_JOBS", "1500"))
 RATE = float(os.environ.get("JOBENGINE_CHAOS_RATE", "50"))
 
