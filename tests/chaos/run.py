@@ -70,13 +70,13 @@ class Config:
     submitters: int = 4  # client threads sharing the rate (a single sequential client tops out ~100/s)
     seed: int = 7
     job_seconds: float = 0.01  # most jobs
-    long_every: int = 40  # every n-th job is long, so SIGKILLs and drains catch jobs mid-run
+    long_every: int = 0  # every n-th job is long, so SIGKILLs and drains catch jobs mid-run; 0: 2 x rate
     long_seconds: float = 1.5
     drain_seconds: float = 1.0  # JOBENGINE_DRAIN_SECONDS of the workers: shorter than long jobs
     worker_faults: int = 0  # random SIGKILL/SIGTERM faults besides the fixed ones; 0: one per 20 s of submitting
     fsync: str = CHART_FSYNC  # the chart's appendfsync (everysec)
     fsync_pause: float = 1.5
-    settle_timeout: float = 120.0  # after the last submission, for every job to end
+    settle_timeout: float = 60.0  # after the last submission: give up once no job has ended for this long
     log_dir: str = ""
 
 
@@ -97,6 +97,7 @@ class Report:
     accepted: int
     states: dict[str, int]
     never_finished: list[str]
+    unfinished_states: dict[str, int]  # status of the never-finished ones ('missing': no hash)
     lost_to_fsync: list[str]
     run_more_than_once: int
     explained_by: dict[str, int]
@@ -115,9 +116,11 @@ class Report:
         c = self.config
         lines = [
             f"chaos: {c['jobs']} jobs at {c['rate']:g}/s to {c['workers']} workers, seed {c['seed']}, "
-            f"appendfsync {c['fsync']}, drain {c['drain_seconds']:g} s, claims expire after 3 s",
+            f"appendfsync {c['fsync']}, drain {c['drain_seconds']:g} s, claims expire after 3 s; jobs of "
+            f"{c['job_seconds'] * 1000:g} ms, every {c['long_every'] or max(2, int(2 * c['rate']))}th "
+            f"{c['long_seconds']:g} s",
             f"  submitted in {self.submit_seconds:.1f} s ({self.accepted / max(self.submit_seconds, 1e-9):.0f}/s), "
-            f"all ended {self.total_seconds:.1f} s after the start; answers {self.submit_answers}, "
+            f"settled {self.total_seconds:.1f} s after the start; answers {self.submit_answers}, "
             f"{self.submit_retries} retried submissions",
             "  faults (t from start; time to recover):",
         ]
@@ -128,7 +131,7 @@ class Report:
         lines += [
             f"  jobs accepted:         {self.accepted}",
             f"  jobs by terminal state: {', '.join(f'{k} {v}' for k, v in sorted(self.states.items()))}",
-            f"  jobs never finished:   {len(self.never_finished)}",
+            f"  jobs never finished:   {len(self.never_finished)} {self.unfinished_states or ''}",
             f"  jobs lost to the fsync window of the hard Redis kill: {len(self.lost_to_fsync)}",
             f"  jobs run more than once: {self.run_more_than_once} "
             f"(explained: {', '.join(f'{k} {v}' for k, v in self.explained_by.items()) or 'none needed'}; "
@@ -257,7 +260,8 @@ class Submitter:
         self.start = 0.0
 
     def job(self, index: int) -> dict[str, Any]:
-        long = self.config.long_every and index % self.config.long_every == self.config.long_every - 1
+        every = self.config.long_every or max(2, int(2 * self.config.rate))
+        long = index % every == every - 1
         seconds = self.config.long_seconds if long else self.config.job_seconds
         return {"type": "chaos", "payload": {"seconds": seconds, "counter_url": self.cluster.url}}
 
@@ -446,11 +450,14 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
                 pipe.hget(f"rq:job:{job_id}", "status")
             return pipe.execute()
 
-    deadline = time.monotonic() + config.settle_timeout
+    # a backlog may still be draining (a loaded machine): wait as long as jobs keep ending
+    last, progress_at = -1, time.monotonic()
     while True:
         current = statuses()
-        waiting = [s for s in current if s is not None and s.decode() not in TERMINAL]
-        if not waiting or time.monotonic() > deadline:
+        waiting = len([s for s in current if s is not None and s.decode() not in TERMINAL])
+        if waiting != last:
+            last, progress_at = waiting, time.monotonic()
+        if not waiting or time.monotonic() - progress_at > config.settle_timeout:
             break
         time.sleep(0.5)
     total_seconds = time.time() - started_at
@@ -465,6 +472,7 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
                for p in cluster.stopped if p.pid == f.pid}
     states: dict[str, int] = {}
     never, lost, unexplained = [], [], []
+    unfinished: dict[str, int] = {}
     explained_by = {"sigkill": 0, "drain-deadline": 0, "redis-hard": 0}
     duplicates = 0
     job_seconds: dict[str, float] = {}
@@ -474,11 +482,16 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
         status, ended_at = fields
         job_seconds[job_id] = submitter.job(indices[index])["payload"]["seconds"]
         if status is None:  # the hash is gone: lost with the hard kill if accepted just before it
-            (lost if any(h - FSYNC_WINDOW <= at <= h for h in hard) else never).append(job_id)
+            if any(h - FSYNC_WINDOW <= at <= h for h in hard):
+                lost.append(job_id)
+            else:
+                never.append(job_id)
+                unfinished["missing"] = unfinished.get("missing", 0) + 1
             continue
         status_s = status.decode()
         if status_s not in TERMINAL:
             never.append(job_id)
+            unfinished[status_s] = unfinished.get(status_s, 0) + 1
             continue
         states[status_s] = states.get(status_s, 0) + 1
         if ended_at and (ts := parse_ts(ended_at)):
@@ -505,7 +518,8 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
     measure_recovery(faults, submitter, runs_of, ended)
     client.close()
     cfg = asdict(config) | {"started_at": started_at}
-    return Report(config=cfg, accepted=len(accepted), states=states, never_finished=never, lost_to_fsync=lost,
+    return Report(config=cfg, accepted=len(accepted), states=states, never_finished=never,
+                  unfinished_states=unfinished, lost_to_fsync=lost,
                   run_more_than_once=duplicates, explained_by={k: v for k, v in explained_by.items() if v},
                   unexplained=unexplained, faults=faults, submit_seconds=submit_seconds, total_seconds=total_seconds,
                   submit_retries=submitter.retries, submit_answers=dict(sorted(submitter.answers.items())))
