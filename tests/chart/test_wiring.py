@@ -296,6 +296,8 @@ def test_redis_is_official_durable_and_password_protected(render) -> None:  # ty
     conf = rendered.get("ConfigMap", "rel-jobengine-redis")["data"]["redis.conf"].splitlines()
     for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", "include /run/redis/auth.conf"):
         assert line in conf
+    # a maxmemory below the container's limit by default: refusals (503) instead of an OOM kill
+    assert "maxmemory 700mb" in conf and container["resources"]["limits"]["memory"] == "1Gi"
     assert "$REDIS_PASSWORD" in container["args"][0] and "requirepass" in container["args"][0]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
 
