@@ -376,14 +376,15 @@ def inject(kind: str, cluster: Cluster, submitter: Submitter, rng: random.Random
         cluster.redis.restart()
     elif kind == "redis-hard":
         pause = config.fsync_pause if config.fsync == "everysec" else 0.0
-        began = submitter.pause()
+        began = submitter.pause() if pause else 0.0  # without a pause: killed amid submissions
         time.sleep(pause)  # everysec: what was accepted before this is on disk now
         fault.at = time.time()
         cluster.redis.stop(hard=True)
-        fault.detail = f"(submissions paused {pause:g} s)" if pause else "(appendfsync always)"
+        fault.detail = f"(submissions paused {pause:g} s)" if pause else f"(appendfsync {config.fsync}, no pause)"
         time.sleep(0.5)
         cluster.redis.start()
-        submitter.resume(began)
+        if pause:
+            submitter.resume(began)
     fault.done = time.time()
     return fault
 
