@@ -92,7 +92,6 @@ def test_the_counter_is_exact_through_every_ending(start_api, start_worker, r): 
     timed_out = submit(counted(3, timeout=1))
     running = submit(counted(30))
     scheduled = submit(counted(0, delay_seconds=60))
-    assert held(r) >= 4
     wait_for(lambda: status(r, running) == "started", timeout=20, message="the long job to start")
     assert api.client.delete(f"/v1/jobs/{running}").status_code == 202  # canceling: its worker ends it
     assert api.client.delete(f"/v1/jobs/{scheduled}").status_code == 200
