@@ -175,7 +175,8 @@ def test_sigterm_past_the_drain_deadline_returns_the_job_to_its_queue(r, produce
 def test_sigkill_mid_job_is_recovered_by_another_worker(r, producer, start_worker, redis_url):
     doomed = start_worker(JOBENGINE_QUEUES="default")
     job_id = producer.submit("counted", {"seconds": 2, "counter_url": redis_url})
-    wait_status(r, job_id, "started")
+    # running, not only claimed ("started" is set at the claim, a moment before the executor runs it)
+    wait_for(lambda: r.get(f"test:runs:{job_id}"), message="the job to be running")
     import os
 
     os.killpg(doomed.pid, signal.SIGKILL)  # the whole pod: supervisor and executor
