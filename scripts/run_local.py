@@ -18,28 +18,11 @@ sys.path.insert(0, str(ROOT / "libs" / "jobengine" / "src"))
 from jobengine.redis_conn import EmbeddedRedis  # noqa: E402
 
 
-def main() -> int:
-    env = dict(os.environ)
-    env.setdefault("JOBENGINE_ENV", "development")
-    env.setdefault("JOBENGINE_LOG_FORMAT", "text")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    redis_server = None
-    url = env.get("JOBENGINE_REDIS_URL") or env.get("REDIS_URL")
-    if not url:
-        port = int(env.get("JOBENGINE_EMBEDDED_REDIS_PORT", "6390"))
-        redis_server = EmbeddedRedis(port=port, directory=str(ROOT / ".run" / "redis")).start()
-        url = redis_server.url
-        print(f"embedded Redis on {url} (data in .run/redis, AOF on)", flush=True)
-    env["JOBENGINE_REDIS_URL"] = url
-    host, port = env.get("JOBENGINE_API_HOST", "127.0.0.1"), env.get("JOBENGINE_API_PORT", "8000")
-    # Own sessions: a Ctrl-C reaches only this launcher, which asks each service once to stop (a
-    # second signal would make the worker skip its drain).
-    procs = {
-        "api": subprocess.Popen([sys.executable, "-m", "jobengine_api"], env=env, start_new_session=True),
-        "worker": subprocess.Popen([sys.executable, "-m", "jobengine_worker"], env=env, start_new_session=True),
-    }
-    print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops all", flush=True)
+def supervise(procs: dict[str, subprocess.Popen[bytes]], grace: float = 45.0) -> int:
+    """Run until Ctrl-C/SIGTERM or until one process exits; then SIGTERM all (once) and wait for them.
 
+    Returns 0 after a signal, else the exit code of the process that stopped first.
+    """
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -63,9 +46,37 @@ def main() -> int:
                 proc.send_signal(signal.SIGTERM)
         for proc in procs.values():
             try:
-                proc.wait(40)
+                proc.wait(grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    return code
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("JOBENGINE_ENV", "development")
+    env.setdefault("JOBENGINE_LOG_FORMAT", "text")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    redis_server = None
+    url = env.get("JOBENGINE_REDIS_URL") or env.get("REDIS_URL")
+    if not url:
+        port = int(env.get("JOBENGINE_EMBEDDED_REDIS_PORT", "6390"))
+        redis_server = EmbeddedRedis(port=port, directory=str(ROOT / ".run" / "redis")).start()
+        url = redis_server.url
+        print(f"embedded Redis on {url} (data in .run/redis, AOF on)", flush=True)
+    env["JOBENGINE_REDIS_URL"] = url
+    host, port = env.get("JOBENGINE_API_HOST", "127.0.0.1"), env.get("JOBENGINE_API_PORT", "8000")
+    # Own sessions: a Ctrl-C reaches only this launcher, which asks each service once to stop (a
+    # second signal would make the worker skip its drain).
+    procs = {
+        "api": subprocess.Popen([sys.executable, "-m", "jobengine_api"], env=env, start_new_session=True),
+        "worker": subprocess.Popen([sys.executable, "-m", "jobengine_worker"], env=env, start_new_session=True),
+    }
+    print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops all", flush=True)
+
+    try:
+        code = supervise(procs)
+    finally:
         if redis_server is not None:
             redis_server.stop()
         print("stopped", flush=True)

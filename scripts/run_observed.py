@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from run_local import supervise  # scripts/ is on sys.path when this runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run" / "observed"
@@ -48,33 +48,7 @@ scrape_configs:
     print(f"Prometheus on http://127.0.0.1:{prom_port} (scrapes the API on :{api_port} and the worker on "
           f":{metrics_port}; alerts at /alerts); try: sum by (outcome) (rate(jobengine_jobs_finished_total[1m]))",
           flush=True)
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    code = 0
-    try:
-        while not stopping:
-            for name, proc in (("prometheus", prom), ("stack", stack)):
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr, flush=True)
-                    code = proc.returncode or 1
-                    stopping = True
-            time.sleep(0.2)
-    finally:
-        for proc in (stack, prom):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (stack, prom):
-            try:
-                proc.wait(45)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return code
+    return supervise({"stack": stack, "prometheus": prom})
 
 
 if __name__ == "__main__":
