@@ -9,7 +9,10 @@ decides what starts: a drain or a cancel of a waiting job needs no message to th
   executor -> supervisor: [id, kind, value, run_seconds]
      kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
            invalid (payload failed validation, or no such function: permanent)
-SIGUSR1 from the supervisor cancels the running job (ignored between jobs).
+Cancel: the supervisor numbers the jobs it sends (the message's 9th field), writes the number of the
+job to cancel into a shared counter, then sends SIGUSR1. The executor cancels only when that number is
+the job it runs, and checks it again as the job starts: a signal that lands just before the job starts
+still cancels it, and a late signal for a job already done never cancels the next one.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class JobCanceled(BaseException):
 
 
 _running = False
+_current_seq = 0  # number of the job being run (0: none)
+_cancel_seq: Any = None  # shared with the supervisor: number of the job it wants canceled
+
+
+def _cancel_wanted() -> bool:
+    return _cancel_seq is not None and _current_seq != 0 and _cancel_seq.value == _current_seq
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +60,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_cancel(signum: int, frame: FrameType | None) -> None:
-    if _running:
+    if _running and _cancel_wanted():
         raise JobCanceled("job canceled")
 
 
@@ -96,10 +105,13 @@ class Runner:
 
     def run(self, job: list[Any]) -> tuple[str, Any, float]:
         job_id, type_name, function, payload, timeout, attempt, queue = job[:7]
+        global _current_seq
         token = tracing.attach(job[7] if len(job) > 7 else None)
+        _current_seq = int(job[8]) if len(job) > 8 else 0
         try:
             return self._run(job_id, type_name, function, payload, timeout, attempt, queue)
         finally:
+            _current_seq = 0
             tracing.detach(token)
 
     def _run(self, job_id: str, type_name: str, function: str, payload: Any, timeout: int, attempt: int,
@@ -119,6 +131,8 @@ class Runner:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
             _running = True
             try:
+                if _cancel_wanted():  # the signal came before _running was set
+                    raise JobCanceled("job canceled")
                 value = fn(arg)
             finally:
                 _running = False
@@ -139,8 +153,10 @@ class Runner:
             set_current_job(None)
 
 
-def main(conn: Connection) -> None:
-    """Entry point of the executor process."""
+def main(conn: Connection, cancel_seq: Any = None) -> None:
+    """Entry point of the executor process. cancel_seq: shared unsigned counter (see the module doc)."""
+    global _cancel_seq
+    _cancel_seq = cancel_seq
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGALRM, _on_alarm)

@@ -127,6 +127,8 @@ class Executor:
     current: Claimed | None = None
     started: float = 0.0
     cancel_sent: float = 0.0
+    seq: int = 0  # number of the last job sent (see executor.py: cancel)
+    cancel_seq: Any = None  # shared counter: the number of the job to cancel
 
 
 @dataclass
@@ -352,11 +354,13 @@ class Worker:
     # ----- running -----
     def spawn_executor(self) -> Executor:
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=executor.main, args=(child,), name="jobengine-executor", daemon=True)
+        cancel_seq = self._ctx.RawValue("Q", 0)
+        process = self._ctx.Process(target=executor.main, args=(child, cancel_seq), name="jobengine-executor",
+                                    daemon=True)
         process.start()
         child.close()
         ready = orjson.loads(parent.recv_bytes())  # ["ready", pid]: imports done, catalog loaded
-        return Executor(process=process, conn=parent, pid=int(ready[1]))
+        return Executor(process=process, conn=parent, pid=int(ready[1]), cancel_seq=cancel_seq)
 
     def respawn_executor(self) -> None:
         assert self.executor is not None
@@ -376,6 +380,7 @@ class Worker:
             ex = self.executor
             if ex is not None and ex.current is not None and ex.current.id == job_id and not ex.cancel_sent:
                 ex.cancel_sent = time.monotonic()
+                ex.cancel_seq.value = ex.seq
                 try:
                     os.kill(ex.pid, signal.SIGUSR1)
                 except ProcessLookupError:
@@ -416,8 +421,9 @@ class Worker:
         traceparent = tracing.traceparent_of(span) if span is not None else job.traceparent
         with self._lock:
             ex.current, ex.started, ex.cancel_sent = job, time.monotonic(), 0.0
+            ex.seq += 1
         message = orjson.dumps([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue,
-                                traceparent])
+                                traceparent, ex.seq])
         reply: Outcome | None = None
         try:
             ex.conn.send_bytes(message)
