@@ -43,7 +43,7 @@ def test_submit_is_accepted_with_location_and_rq_reads_the_job(api, r: redis.Red
     assert resp.headers["location"] == body["location"] == f"/v1/jobs/{job_id}"
     assert r.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
     assert r.sismember("rq:queues", "rq:queue:default")
-    assert r.zscore("jobengine:index", job_id) == pytest.approx(time.time() * 1000, abs=5000)
+    assert r.zscore("jobengine:index", job_id) == pytest.approx(time.time() * 1_000_000, abs=5_000_000)
 
     job = rq.job.Job.fetch(job_id, connection=redis.Redis.from_url(redis_url), serializer=JSONSerializer)
     assert job.func_name == "jobengine_worker.jobs.builtin.primes"

@@ -20,6 +20,7 @@ from . import problems
 from .auth import SCOPES, AuthMiddleware, KeyRefresher, keyring_from_settings
 from .deps import ApiContext
 from .guard import MemoryGuard
+from .hotroute import HotRoute
 from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     problems.install(app)
     for router in (jobs.router, job_types.router, queues.router, health.router):
         app.include_router(router)
+    # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
+    app.add_middleware(HotRoute, fastapi_app=app, route=jobs.submit_route())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keyring=keyring)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s

@@ -3,7 +3,7 @@
 -- KEYS[1] job hash  KEYS[2] queue list  KEYS[3] scheduled zset  KEYS[4] notify list
 -- KEYS[5] idempotency key, or '' for none  KEYS[6] rate-limit bucket hash, or '' for none
 -- KEYS[7] the tenant's backlog counter, or '' for none (no quota: the job is not counted)
--- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index score (ms)
+-- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index score (enqueue time, microseconds)
 -- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key
 -- ARGV[7] max backlog (LLEN of the queue; 0 = no limit)
 -- ARGV[8] rate limit, tokens per second (0 = no limit)  ARGV[9] bucket size (burst)
