@@ -78,7 +78,7 @@ def notify(queue_name: str) -> str:
     return f"jobengine:notify:{queue_name}"
 
 
-JOB_INDEX = "jobengine:index"  # zset job_id -> enqueue time (us: exact in a double), for listing with a cursor
+JOB_INDEX = "jobengine:index"  # stream of {id: job_id} in submit order, for listing with a cursor
 DONE_CHANNEL_PREFIX = "jobengine:done:"  # publish when a job reaches a terminal state
 MAINTENANCE_LOCK = "jobengine:lock:maintenance"
 APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process

@@ -42,7 +42,7 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime) -
     flat = [item for pair in fields.items() for item in pair]
     keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", "", ""]
     # no backlog limit, rate limit or tenant quota: those guard the API's callers
-    args = [job_id, run_at, int(now.timestamp() * 1_000_000), 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
+    args = [job_id, run_at, 0, 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
     return keys_, args
 
 

@@ -9,8 +9,19 @@ from typing import Any
 SCRIPT_NAMES = ("enqueue", "claim", "complete", "recover", "schedule", "cancel", "requeue")
 
 
+INCLUDE = "--!include "
+
+
 def source(name: str) -> str:
-    return resources.files("jobengine").joinpath(f"lua/{name}.lua").read_text()
+    """A script's text, with each `--!include <file>` line replaced by lua/<file>.lua (Redis scripts
+    cannot load one another: shared functions are inlined)."""
+    lines = []
+    for line in resources.files("jobengine").joinpath(f"lua/{name}.lua").read_text().splitlines(keepends=True):
+        if line.startswith(INCLUDE):
+            lines.append(source(line[len(INCLUDE):].split()[0]))
+        else:
+            lines.append(line)
+    return "".join(lines)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,7 +108,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     rate = settings.rate_limit_per_second if key_id else 0.0
     quota = settings.tenant_quota(tenant)
-    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, int(now.timestamp() * 1_000_000),
+    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, 0,
                        settings.idempotency_ttl_seconds, fp, keys.queue(queue), settings.max_queue_backlog,
                        rate, settings.rate_limit_bucket, quota]
     args.extend(chain.from_iterable(fields.items()))
@@ -164,18 +165,23 @@ def _as_dict(reply: Any) -> dict[bytes, bytes]:
     return dict(zip(it, it, strict=True))
 
 
-def encode_cursor(score: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def encode_cursor(entry_id: str) -> str:
+    """The index entry (a stream id, 'ms-seq') of the last job of a page, opaque to clients."""
+    return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
     """Raises ValueError for anything that is not a cursor we made."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        score, job_id = text.split(":", 1)
-        return int(score), job_id
+        entry_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("not a valid cursor") from exc
+    if not STREAM_ID.match(entry_id):
+        raise ValueError("not a valid cursor")
+    return entry_id
 
 
 class JobStore:
@@ -250,48 +256,35 @@ class JobStore:
             scheduled_for = datetime.fromtimestamp(score, timezone.utc) if score is not None else None
         return job_detail(view, decode_result_entry(_as_dict(results[0][1])) if results else None, scheduled_for)
 
-    async def list(self, *, limit: int, cursor: tuple[int, str] | None, status: str | None, job_type: str | None,
+    async def list(self, *, limit: int, cursor: str | None, status: str | None, job_type: str | None,
                    queue: str | None, tenant: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first from the index; filters on the hashes; entries whose job expired are removed lazily.
-        With `tenant`, only that tenant's jobs (the index is shared: a page may come back short)."""
+        """Newest first from the index stream; filters on the hashes; entries whose job expired are removed
+        lazily. With `tenant`, only that tenant's jobs (the index is shared: a page may come back short).
+        The cursor is the stream id of the last entry looked at: stable while jobs come and go."""
         tenant_b = tenant.encode() if tenant is not None else None
-        start = 0
-        skip_ties: tuple[int, str] | None = None
-        if cursor is not None:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.zrevrank(keys.JOB_INDEX, cursor[1])
-            pipe.zcount(keys.JOB_INDEX, f"({cursor[0]}", "+inf")
-            rank, newer = await pipe.execute()
-            if rank is not None:
-                start = rank + 1
-            else:  # the cursor's job left the index: resume at its score, skipping what we already gave
-                start, skip_ties = newer, cursor
+        newest = f"({cursor}" if cursor else "+"
         items: list[dict[str, Any]] = []
         scanned = 0
-        last: tuple[float, str] | None = None
+        last = ""
         chunk = max(2 * limit, 50)
         while len(items) < limit and scanned < LIST_SCAN_BUDGET:
-            entries = await self.redis.zrevrange(keys.JOB_INDEX, start, start + chunk - 1, withscores=True)
+            entries = await self.redis.xrevrange(keys.JOB_INDEX, newest, "-", count=chunk)
             if not entries:
                 return items, None
             pipe = self.redis.pipeline(transaction=False)
-            for member, _ in entries:
-                pipe.hmget(keys.job(_s(member)), *SUMMARY_FIELDS)
+            for _, fields in entries:
+                pipe.hmget(keys.job(_s(fields.get(b"id"))), *SUMMARY_FIELDS)
             rows = await pipe.execute()
             gone: list[str] = []
-            for (member, score), row in zip(entries, rows, strict=True):
-                start += 1
+            for (entry_id, fields), row in zip(entries, rows, strict=True):
                 scanned += 1
-                job_id = _s(member)
-                last = (score, job_id)
-                if skip_ties and int(score) == skip_ties[0] and job_id >= skip_ties[1]:
-                    continue
+                last = _s(entry_id)
                 if row[0] is None:
-                    gone.append(job_id)
+                    gone.append(last)
                     continue
                 if tenant_b is not None and (row[-1] or DEFAULT_TENANT) != tenant_b:
                     continue
-                summary = job_summary(job_id, row)
+                summary = job_summary(_s(fields.get(b"id")), row)
                 if ((status and summary["status"] != status) or (job_type and summary["type"] != job_type)
                         or (queue and summary["queue"] != queue)):
                     continue
@@ -299,11 +292,11 @@ class JobStore:
                 if len(items) >= limit:
                     break
             if gone:
-                await self.redis.zrem(keys.JOB_INDEX, *gone)
-                start -= len(gone)
+                await self.redis.xdel(keys.JOB_INDEX, *gone)
             if len(entries) < chunk and len(items) < limit:
                 return items, None
-        return items, (encode_cursor(last[0], last[1]) if last else None)
+            newest = f"({last}"
+        return items, (encode_cursor(last) if last else None)
 
     # --- state changes ---
 

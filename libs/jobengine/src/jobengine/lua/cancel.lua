@@ -3,15 +3,7 @@
 -- ARGV[1] job id  ARGV[2] now (epoch s)  ARGV[3] now (RQ timestamp)  ARGV[4] cancel message (base64 zlib)
 -- ARGV[5] tenant (optional): a job of another tenant is 'missing' (a job without one belongs to 'default')
 -- Returns {result, status}: result is canceled | stopping | terminal | missing
--- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
--- once, since the field is renamed ('-' prefix) as the counter is decremented.
-local function uncount(jk)
-  local counter = redis.call('HGET', jk, 'jobengine_backlog')
-  if counter and string.sub(counter, 1, 1) ~= '-' then
-    redis.call('DECR', counter)
-    redis.call('HSET', jk, 'jobengine_backlog', '-' .. counter)
-  end
-end
+--!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
 local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant')

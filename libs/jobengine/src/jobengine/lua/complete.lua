@@ -28,15 +28,7 @@ if f[3] and (outcome == 'retry' or outcome == 'requeue' or outcome == 'release')
   outcome = 'canceled'  -- a cancel asked for while it ran wins over running it again
 end
 
--- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
--- once, since the field is renamed ('-' prefix) as the counter is decremented.
-local function uncount(jk)
-  local counter = redis.call('HGET', jk, 'jobengine_backlog')
-  if counter and string.sub(counter, 1, 1) ~= '-' then
-    redis.call('DECR', counter)
-    redis.call('HSET', jk, 'jobengine_backlog', '-' .. counter)
-  end
-end
+--!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 
 local function notify()
   redis.call('LPUSH', 'jobengine:notify:' .. q, '1')

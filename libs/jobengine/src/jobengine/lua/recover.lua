@@ -2,15 +2,7 @@
 -- and requeue those jobs at the front, or fail them once they have been recovered too often.
 -- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] max recoveries  ARGV[4] max entries per queue
 -- Returns a flat list: job id, queue, new status, ...
--- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
--- once, since the field is renamed ('-' prefix) as the counter is decremented.
-local function uncount(jk)
-  local counter = redis.call('HGET', jk, 'jobengine_backlog')
-  if counter and string.sub(counter, 1, 1) ~= '-' then
-    redis.call('DECR', counter)
-    redis.call('HSET', jk, 'jobengine_backlog', '-' .. counter)
-  end
-end
+--!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 local out = {}
 for _, qkey in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
   local q = string.sub(qkey, 10)
