@@ -238,3 +238,14 @@ def test_openapi_and_docs_show_every_job_type(api) -> None:
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/JobSubmission"}
     assert "/v1/jobs:batch" in spec["paths"] and "/v1/jobs/{job_id}" in spec["paths"]
+
+
+def test_the_listing_index_forgets_entries_past_its_max_age(api, r: redis.Redis) -> None:
+    # 150 entries from 1970 (stream ids are ms timestamps), then one real submit: the index drops the old
+    # entries by whole stream nodes (MINID ~), never the new one
+    for n in range(150):
+        r.xadd("jobengine:index", {"id": f"old{n}"}, id=f"{1000 + n}-0")
+    job_id = api.client.post("/v1/jobs", json=PRIMES).json()["id"]
+    ids = [f[b"id"].decode() for _, f in r.xrange("jobengine:index")]
+    assert ids[-1] == job_id and len(ids) <= 51, len(ids)
+    assert [i["id"] for i in api.client.get("/v1/jobs").json()["items"]] == [job_id]

@@ -16,6 +16,7 @@ from . import keys
 from .catalog import Catalog, JobType, RetryPolicy, get_catalog
 from .jobdata import build_job_hash, new_job_id
 from .scripts import Scripts
+from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class JobSpec:
     meta: dict[str, Any] | None = None
 
 
-def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime) -> tuple[list[str], list[Any]]:
+def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
+                 index_max_age: int = 0) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of enqueue.lua for one validated job (no idempotency key)."""
     queue = spec.queue or job_type.queue
     run_at = now.timestamp() + spec.delay_seconds if spec.delay_seconds > 0 else 0
@@ -42,15 +44,17 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime) -
     flat = [item for pair in fields.items() for item in pair]
     keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", "", ""]
     # no backlog limit, rate limit or tenant quota: those guard the API's callers
-    args = [job_id, run_at, 0, 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
+    args = [job_id, run_at, index_max_age, 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
     return keys_, args
 
 
 class Producer:
-    def __init__(self, client: redis.Redis, catalog: Catalog | None = None) -> None:
+    def __init__(self, client: redis.Redis, catalog: Catalog | None = None,
+                 index_max_age_seconds: int = Settings.model_fields["index_max_age_seconds"].default) -> None:
         self.client = client
         self.catalog = catalog or get_catalog()
         self.scripts = Scripts.register(client)
+        self.index_max_age = index_max_age_seconds
 
     def submit_many(self, specs: list[JobSpec]) -> list[str]:
         """Validate every payload, then write all jobs in one pipelined round trip."""
@@ -60,7 +64,7 @@ class Producer:
             job_type = self.catalog[spec.type]
             payload = job_type.input_model.model_validate(spec.payload).model_dump(mode="json")
             spec = JobSpec(**{**spec.__dict__, "payload": payload})
-            calls.append(enqueue_call(job_type, spec, new_job_id(), now))
+            calls.append(enqueue_call(job_type, spec, new_job_id(), now, self.index_max_age))
         with self.client.pipeline(transaction=False) as pipe:
             for keys_, args in calls:
                 self.scripts.enqueue(keys=keys_, args=args, client=pipe)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Requests with a larger body get 413.")
     max_batch_size: int = Field(1000, ge=1, le=100_000)
     idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
+    index_max_age_seconds: int = Field(
+        30 * 86_400, ge=0, description="Jobs submitted longer ago leave the listing index of GET /v1/jobs (trimmed "
+        "as jobs are submitted); the jobs themselves keep their own TTLs. 0: never trimmed."
+    )
     max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
     # Backpressure (docs/guarantees.md, section Backpressure): checked inside the enqueue script
     max_queue_backlog: int = Field(

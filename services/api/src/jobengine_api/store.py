@@ -108,7 +108,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     rate = settings.rate_limit_per_second if key_id else 0.0
     quota = settings.tenant_quota(tenant)
-    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, 0,
+    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
                        settings.idempotency_ttl_seconds, fp, keys.queue(queue), settings.max_queue_backlog,
                        rate, settings.rate_limit_bucket, quota]
     args.extend(chain.from_iterable(fields.items()))
