@@ -190,6 +190,26 @@ def test_sigkill_mid_job_is_recovered_by_another_worker(r, producer, start_worke
     assert ended - killed_at < 15
 
 
+def test_sigkill_mid_batch_loses_no_job(r, producer, start_worker, redis_url):
+    """The fast path holds a claimed batch and unflushed outcomes in memory: a SIGKILL in the middle of
+    a batch must still end with every job finished once its result is stored (at least once)."""
+    from jobengine.producer import JobSpec
+
+    ids = producer.submit_many([JobSpec("sleep", {"seconds": 0.01}) for _ in range(400)])
+    doomed = start_worker(JOBENGINE_QUEUES="default")
+    wait_for(lambda: r.zcard("rq:finished:default") >= 40, message="some jobs to finish")
+    import os
+
+    os.killpg(doomed.pid, signal.SIGKILL)  # claimed jobs, a running one and outcomes not yet written
+    assert r.zcard("rq:finished:default") < len(ids), "the kill came too late to test anything"
+    start_worker()
+    wait_for(lambda: r.zcard("rq:finished:default") == len(ids), timeout=60, message="every job to finish")
+    for job_id in ids:
+        assert status(r, job_id) == "finished"
+        assert latest_result(r, job_id)["return_value"]["slept"] >= 0.01
+    assert r.llen("rq:queue:default") == 0 and r.zcard("rq:wip:default") == 0
+
+
 def test_redis_restart_under_an_idle_and_a_busy_worker(r, producer, worker, redis_server, redis_url):
     job_id = producer.submit("counted", {"seconds": 2, "counter_url": redis_url})
     wait_status(r, job_id, "started")
