@@ -137,12 +137,14 @@ checkov: $(CHECKOV_VENV)/.installed tools ## Checkov: rendered chart + both Dock
 	touch $@
 
 .PHONY: venv-bench
-venv-bench: .venv-bench/.installed ## The peers' venv (RQ, Dramatiq, Celery, py-spy from bench/requirements.txt); the harness runs in .venv
+venv-bench: .venv-bench/.installed ## The peers' venv (RQ, Dramatiq, Celery, py-spy, matplotlib from bench/requirements.txt); the harness runs in .venv
 
 .PHONY: bench
 bench: venv venv-bench ## Full benchmarks: throughput and latency vs RQ, Dramatiq, Celery; API vs no-op (wrk); batch; 1M waiting; memory (table + PASS/FAIL)
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) -m bench.run
+	.venv-bench/bin/python -m bench.plot bench/results/latest.json bench/results/latest.png
+	@echo "plot: bench/results/latest.png"
 
 .PHONY: bench-quick
 bench-quick: venv ## Every scenario with small counts, one run each, nothing judged (CI-sized; peers only if .venv-bench exists)
