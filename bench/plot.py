@@ -25,7 +25,10 @@ def latency_pairs(results: list[dict[str, Any]]) -> list[tuple[str, float, float
             engine = name.replace(" p50", "")
             p99 = by_name.get(name.replace(" p50", " p99"))
             if p99 is not None:
-                pairs.append((engine.replace(" (no HTTP)", "\n(no HTTP)"), p50, p99))
+                label = engine.replace(" (", "\n(").replace(", ", ",\n")
+                if engine.startswith("jobengine"):
+                    label += "\n(through HTTP)"
+                pairs.append((label, p50, p99))
     return pairs
 
 
@@ -57,11 +60,12 @@ def main(json_path: str, png_path: str) -> None:
         right.bar_label(p99, fmt="%.1f", padding=2)
         right.set_xticks(list(xs), [name for name, _, _ in latency], fontsize=8)
         right.set_ylabel("ms")
-        right.set_title("Latency: enqueue returned -> result in hand, idle worker")
+        right.set_title("Latency: enqueued -> result in hand (idle worker)")
         right.legend()
     mode = "quick run" if run.get("quick") else "full run"
+    load = run.get("loadavg") or [float("nan")]
     fig.suptitle(f"jobengine bench ({mode}, {run.get('date', '')}, {run.get('nproc', '?')} cores, "
-                 f"load average {run.get('loadavg', '?')})")
+                 f"load average {load[0]:.2f} at the end)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 
