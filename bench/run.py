@@ -453,9 +453,13 @@ def record(scenario: str, engine: str, value: float, unit: str, **extra: Any) ->
 
 
 def throughput(engine: str, runs: int, n: int, fn: Callable[[], tuple[float, int]]) -> None:
-    outs = [fn() for _ in range(runs)]
+    record_runs(engine, n, [fn() for _ in range(runs)])
+
+
+def record_runs(engine: str, n: int, outs: list[tuple[float, int]], **extra: Any) -> None:
+    """The median of runs' (jobs/s, results stored)."""
     record("throughput", engine, statistics.median(r for r, _ in outs), "jobs/s", jobs=n,
-           runs=[round(r, 1) for r, _ in outs], results_stored=min(s for _, s in outs))
+           runs=[round(r, 1) for r, _ in outs], results_stored=min(s for _, s in outs), **extra)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -528,11 +532,13 @@ def main() -> int:
         return pairs
 
     def jobengine_runs(workers: int) -> None:
+        engine = f"jobengine, {workers} worker{'s' if workers > 1 else ''}"
+        if not {"throughput-jobengine", "throughput-jobengine2"} <= set(chosen):  # one of them: no pairs
+            throughput(engine, runs, n, lambda: jobengine_throughput(n, workers))
+            return
         outs = [pair[workers - 1] for pair in jobengine_pairs()]
         extra = {"pair_ratios": [round(two[0] / one[0], 2) for one, two in pairs]} if workers == 2 else {}
-        record("throughput", f"jobengine, {workers} worker{'s' if workers > 1 else ''}",
-               statistics.median(r for r, _ in outs), "jobs/s", jobs=n, runs=[round(r, 1) for r, _ in outs],
-               results_stored=min(stored for _, stored in outs), **extra)
+        record_runs(engine, n, outs, **extra)
 
     def mem() -> None:
         jobs = 20_000 if quick else 200_000

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -108,6 +108,20 @@ class Proc:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_ready(self, ready: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        """Poll `ready()` until true; a connection error counts as not yet. Fails with the process's log
+        when it exits or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready():
+                    return
+            except (httpx.TransportError, redis.RedisError):
+                pass
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             try:
@@ -138,13 +152,8 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
                     tmp_path / f"worker-{n}.log", name=extra["JOBENGINE_WORKER_NAME"])
         procs.append(proc)
         if wait_ready:
-            client = redis.Redis.from_url(redis_url)
-            deadline = time.monotonic() + 20
-            while not client.exists(f"rq:worker:{extra['JOBENGINE_WORKER_NAME']}"):
-                if not proc.alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"worker did not start:\n{proc.log()}")
-                time.sleep(0.05)
-            client.close()
+            with redis.Redis.from_url(redis_url) as client:
+                proc.wait_ready(lambda: client.exists(f"rq:worker:{proc.name}"), "worker", timeout=20)
         return proc
 
     yield start
@@ -179,16 +188,7 @@ def start_api(redis_url: str, tmp_path: Path, api_keys_file: Path) -> Iterator:
                     tmp_path / f"api-{len(apis)}.log")
         api = Api(proc, f"http://127.0.0.1:{port}", key)
         apis.append(api)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if api.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"API did not start:\n{proc.log()}")
-            time.sleep(0.05)
+        proc.wait_ready(lambda: api.client.get("/healthz").status_code == 200, "API")
         return api
 
     yield start

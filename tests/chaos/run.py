@@ -177,20 +177,8 @@ class Cluster:
         return proc
 
     def wait_worker_ready(self, proc: Proc, timeout: float = 30) -> None:
-        client = redis.Redis.from_url(self.url, socket_timeout=2)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    if client.exists(f"rq:worker:{proc.name}"):
-                        return
-                except redis.RedisError:
-                    pass
-                if not proc.alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"worker {proc.name} did not start:\n{proc.log()[-3000:]}")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        with redis.Redis.from_url(self.url, socket_timeout=2) as client:
+            proc.wait_ready(lambda: client.exists(f"rq:worker:{proc.name}"), f"worker {proc.name}", timeout)
 
     def held_by(self) -> dict[str, list[str]]:
         """Jobs each worker holds now (running or claimed for its batch), from the StartedJobRegistries."""
@@ -216,17 +204,8 @@ class Cluster:
                        JOBENGINE_API_KEYS_FILE=str(self.keys_file))
         n = sum(1 for p in self.log_dir.glob("api-*.log"))
         self.api = Proc([sys.executable, "-m", "jobengine_api"], env, self.log_dir / f"api-{n}.log", name="api")
-        deadline = time.monotonic() + 30
         with httpx.Client(base_url=self.api_base, timeout=2) as client:
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if not self.api.alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"API did not start:\n{self.api.log()[-3000:]}")
-                time.sleep(0.05)
+            self.api.wait_ready(lambda: client.get("/healthz").status_code == 200, "API")
 
     @property
     def api_base(self) -> str:

@@ -69,16 +69,7 @@ class Stack:
 
 
 def _wait_http(url: str, proc: Proc, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if not proc.alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start:\n{proc.log()}")
-        time.sleep(0.05)
+    proc.wait_ready(lambda: httpx.get(url, timeout=2).status_code == 200, what, timeout)
 
 
 @pytest.fixture(scope="package")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,21 +25,28 @@ class RunResult(BaseModel):
     attempt: int
 
 
-def _count(url: str) -> None:
-    if url:
-        # a well-behaved job waits out a Redis restart: a job of a claimed batch may run while Redis is
-        # down (test_hard_redis_restart_loses_no_accepted_job failed about one run in three when it didn't)
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 20
+def _record_run(url: str, write: Callable[[redis.Redis, str], Any]) -> None:
+    """Write this run into Redis at `url`, waiting out a Redis restart as a well-behaved job does: a job of a
+    claimed batch may run while Redis is down (test_hard_redis_restart_loses_no_accepted_job failed about
+    one run in three when it didn't, and the chaos test restarts Redis on purpose)."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    try:
         while True:
             try:
-                client.incr(f"test:runs:{current_job().job_id}")
-                break
+                write(client, f"test:runs:{current_job().job_id}")
+                return
             except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+    finally:
         client.close()
+
+
+def _count(url: str) -> None:
+    if url:
+        _record_run(url, lambda client, key: client.incr(key))
 
 
 def counted(payload: RunInput) -> RunResult:
@@ -50,18 +59,8 @@ def counted(payload: RunInput) -> RunResult:
 def chaos(payload: RunInput) -> RunResult:
     """Records each run as '<supervisor pid> <time>' in test:runs:<job id> (which worker ran it, when)."""
     if payload.counter_url:
-        # a well-behaved job: its own Redis write waits out the outages the chaos test causes
-        client = redis.Redis.from_url(payload.counter_url)
-        record, deadline = f"{os.getppid()} {time.time():.3f}", time.monotonic() + 20
-        while True:
-            try:
-                client.rpush(f"test:runs:{current_job().job_id}", record)
-                break
-            except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        client.close()
+        record = f"{os.getppid()} {time.time():.3f}"
+        _record_run(payload.counter_url, lambda client, key: client.rpush(key, record))
     time.sleep(payload.seconds)
     return RunResult(attempt=current_job().attempt)
 

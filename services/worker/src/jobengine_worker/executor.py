@@ -3,13 +3,14 @@ process that talks to Redis, and a hung or crashing job costs one respawn, not t
 
 Protocol over a pipe, JSON (orjson) both ways, never pickle, one job at a time (so the supervisor
 decides what starts: a drain or a cancel of a waiting job needs no message to the executor):
-  supervisor -> executor: [id, type, function, payload, timeout, attempt, queue, traceparent]
+  supervisor -> executor: [id, type, function, payload, timeout, attempt, queue, traceparent, seq]
      traceparent: the run span's W3C context (or null); made current while the job runs, so the
      job's own spans are children of the run span and its log lines carry the trace id
+     seq: the job's number from the supervisor (1, 2, ...), for cancel (below)
   executor -> supervisor: [id, kind, value, run_seconds]
      kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
            invalid (payload failed validation, or no such function: permanent)
-Cancel: the supervisor numbers the jobs it sends (the message's 9th field), writes the number of the
+Cancel: the supervisor numbers the jobs it sends (seq), writes the number of the
 job to cancel into a shared counter, then sends SIGUSR1. The executor cancels only when that number is
 the job it runs, and checks it again as the job starts: a signal that lands just before the job starts
 still cancels it, and a late signal for a job already done never cancels the next one.
