@@ -111,6 +111,25 @@ def test_crashing_job_does_not_take_the_worker_down(r, producer, worker, redis_u
     assert worker.alive()
 
 
+def test_crash_in_the_middle_of_a_batch(r, producer, worker, redis_url):
+    """Fast jobs go to the executor in batches (claims of 1, 2, 4, 8, 16: job 20 sits in the middle of
+    the fifth). Its crash costs the batch's other jobs no outcome: those it ran before run again at
+    most once (their outcomes died with it), those after it run exactly once."""
+    from jobengine.producer import JobSpec
+
+    specs = [JobSpec("counted", {"seconds": 0, "counter_url": redis_url}) for _ in range(40)]
+    specs[20] = JobSpec("crash", {"counter_url": redis_url})
+    ids = producer.submit_many(specs)
+    for job_id in ids:
+        wait_status(r, job_id, "finished", timeout=30)
+    runs = [int(r.get(f"test:runs:{job_id}") or 0) for job_id in ids]
+    assert runs[20] == 2  # killed its process, then its retry finished
+    assert all(1 <= n <= 2 for n in runs[:20]), runs
+    assert runs[21:] == [1] * 19, runs
+    assert worker.alive()
+    assert r.llen("rq:queue:default") == 0 and r.zcard("rq:wip:default") == 0
+
+
 def test_delayed_job_runs_at_its_time(r, producer, worker):
     start = time.time()
     job_id = producer.submit("echo", {"message": "later"}, delay_seconds=1.5)

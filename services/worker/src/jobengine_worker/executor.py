@@ -1,19 +1,25 @@
 """The executor: a long-lived child process that runs job functions, so a job never runs in the
 process that talks to Redis, and a hung or crashing job costs one respawn, not the worker.
 
-Protocol over a pipe, JSON (orjson) both ways, never pickle, one job at a time (so the supervisor
-decides what starts: a drain or a cancel of a waiting job needs no message to the executor):
-  supervisor -> executor: [id, type, function, payload, timeout, attempt, queue, traceparent, seq]
+Protocol over a pipe, JSON (orjson) both ways, never pickle:
+  supervisor -> executor: a batch, [job, job, ...], each job
+     [id, type, function, payload, timeout, attempt, queue, traceparent, seq]
      traceparent: the run span's W3C context (or null); made current while the job runs, so the
      job's own spans are children of the run span and its log lines carry the trace id
-     seq: the job's number from the supervisor (1, 2, ...), for cancel (below)
-  executor -> supervisor: [id, kind, value, run_seconds]
+     seq: the job's number from the supervisor (1, 2, ...), increasing across batches
+  executor -> supervisor: reports, [result, result, ...], each [seq, id, kind, value, run_seconds]
      kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
-           invalid (payload failed validation, or no such function: permanent)
-Cancel: the supervisor numbers the jobs it sends (seq), writes the number of the
-job to cancel into a shared counter, then sends SIGUSR1. The executor cancels only when that number is
-the job it runs, and checks it again as the job starts: a signal that lands just before the job starts
-still cancels it, and a late signal for a job already done never cancels the next one.
+           invalid (payload failed validation, or no such function: permanent),
+           skipped (not started: the supervisor stopped the batch, see Control)
+     A report goes out when the batch is done, and mid-batch once REPORT_SECONDS have passed since the
+     last one, so a slow job's outcome is never held back by the jobs after it.
+Batches of fast jobs cost two pipe wake-ups for the whole batch instead of two a job. The supervisor
+still sees which job runs, and since when, through Control (shared memory), for the hard timeout, the
+drain and cancel.
+
+Cancel: the supervisor writes the number of the job to cancel into Control, then sends SIGUSR1. The
+executor cancels only when that number is the job it runs, and checks it again as each job starts: a
+signal that lands before the job starts still cancels it, and a late signal never cancels the next one.
 """
 
 from __future__ import annotations
@@ -46,13 +52,67 @@ class JobCanceled(BaseException):
     """A cancel was asked for while the job ran. BaseException so `except Exception` in jobs doesn't swallow it."""
 
 
+REPORT_SECONDS = 0.02  # longest a finished job's outcome waits in the executor for the rest of its batch
+
+
+class Control:
+    """What the supervisor and its executor share: a few numbers in shared memory and a lock.
+
+    The executor starts job `seq` only if seq <= allowed, and records it as started under the same lock,
+    so `freeze()` (at a stop signal) knows exactly which jobs of a batch will never start: the supervisor
+    gives those back to their queue at once, while the running job drains."""
+
+    CANCEL, ALLOWED, STARTED, RUNNING, STARTED_AT = range(5)
+
+    def __init__(self, ctx: Any) -> None:
+        self.cells = ctx.RawArray("d", 5)  # doubles: seq numbers stay exact up to 2**53
+        self.lock = ctx.Lock()
+
+    # executor side
+    def begin(self, seq: int) -> bool:
+        with self.lock:
+            if seq > self.cells[self.ALLOWED]:
+                return False
+            self.cells[self.STARTED] = seq
+            self.cells[self.STARTED_AT] = time.monotonic()  # CLOCK_MONOTONIC: the same clock in both processes
+            self.cells[self.RUNNING] = 1
+        return True
+
+    def end(self) -> None:
+        self.cells[self.RUNNING] = 0
+
+    def cancel_wanted(self, seq: int) -> bool:
+        return seq != 0 and self.cells[self.CANCEL] == seq
+
+    # supervisor side
+    def allow(self, seq: int) -> None:
+        self.cells[self.ALLOWED] = seq
+
+    def freeze(self) -> int:
+        """Let no further job start; returns the number of the last job that started (0: none)."""
+        with self.lock:
+            self.cells[self.ALLOWED] = self.cells[self.STARTED]
+            return int(self.cells[self.STARTED])
+
+    def cancel(self, seq: int) -> None:
+        self.cells[self.CANCEL] = seq
+
+    def started(self) -> int:
+        return int(self.cells[self.STARTED])
+
+    def running(self) -> tuple[int, float] | None:
+        """(seq, monotonic start) of the job running now, or None between jobs."""
+        seq, at, running = self.cells[self.STARTED], self.cells[self.STARTED_AT], self.cells[self.RUNNING]
+        return (int(seq), at) if running else None
+
+
 _running = False
 _current_seq = 0  # number of the job being run (0: none)
-_cancel_seq: Any = None  # shared with the supervisor: number of the job it wants canceled
+_control: Control | None = None
 
 
 def _cancel_wanted() -> bool:
-    return _cancel_seq is not None and _current_seq != 0 and _cancel_seq.value == _current_seq
+    return _control is not None and _control.cancel_wanted(_current_seq)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -154,10 +214,10 @@ class Runner:
             set_current_job(None)
 
 
-def main(conn: Connection, cancel_seq: Any = None) -> None:
-    """Entry point of the executor process. cancel_seq: shared unsigned counter (see the module doc)."""
-    global _cancel_seq
-    _cancel_seq = cancel_seq
+def main(conn: Connection, control: Control) -> None:
+    """Entry point of the executor process (see the module doc for the protocol)."""
+    global _control
+    _control = control
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -169,11 +229,30 @@ def main(conn: Connection, cancel_seq: Any = None) -> None:
     conn.send_bytes(orjson.dumps(["ready", os.getpid()]))
     while True:
         try:
-            job = orjson.loads(conn.recv_bytes())
+            batch = orjson.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        kind, value, seconds = runner.run(job)
         try:
-            conn.send_bytes(orjson.dumps([job[0], kind, value, seconds]))
+            run_batch(conn, control, runner, batch)
         except (BrokenPipeError, OSError):
             return
+
+
+def run_batch(conn: Connection, control: Control, runner: Runner, batch: list[list[Any]]) -> None:
+    results: list[list[Any]] = []
+    last_report = time.monotonic()
+    for index, job in enumerate(batch):
+        seq = int(job[8])
+        if not control.begin(seq):
+            results.append([seq, job[0], "skipped", None, 0.0])
+            continue
+        try:
+            kind, value, seconds = runner.run(job)
+        finally:
+            control.end()
+        results.append([seq, job[0], kind, value, seconds])
+        now = time.monotonic()
+        if now - last_report >= REPORT_SECONDS and index + 1 < len(batch):
+            conn.send_bytes(orjson.dumps(results))
+            results, last_report = [], now
+    conn.send_bytes(orjson.dumps(results))

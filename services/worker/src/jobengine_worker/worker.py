@@ -1,5 +1,5 @@
-"""The worker supervisor: claims jobs in batches, hands them one by one to the executor process,
-records outcomes in pipelined round trips, renews its claims, moves due jobs, recovers the jobs
+"""The worker supervisor: claims jobs in batches, hands each batch to the executor process in one
+message, records outcomes in pipelined round trips, renews its claims, moves due jobs, recovers the jobs
 of dead workers, and drains on SIGTERM.
 
 Everything it writes is RQ's data model (job hash, StartedJobRegistry, results stream, finished
@@ -120,15 +120,31 @@ class Outcome:
 
 
 @dataclass
+class Sent:
+    """A job handed to the executor, not yet answered."""
+
+    job: Claimed
+    span: Any
+    traceparent: str | None
+
+
+@dataclass
 class Executor:
     process: multiprocessing.process.BaseProcess
     conn: Connection
+    control: executor.Control
     pid: int = 0
-    current: Claimed | None = None
-    started: float = 0.0
+    seq: int = 0  # number of the last job sent (see executor.py)
+    inflight: dict[int, Sent] = field(default_factory=dict)  # seq -> job sent and not answered, in order
+    cancel_seq: int = 0  # the job a cancel was signalled for, and when
     cancel_sent: float = 0.0
-    seq: int = 0  # number of the last job sent (see executor.py: cancel)
-    cancel_seq: Any = None  # shared counter: the number of the job to cancel
+
+    def current(self) -> tuple[int, Claimed, float] | None:
+        """(seq, job, monotonic start) of the job the executor runs now."""
+        running = self.control.running()
+        if running is None or running[0] not in self.inflight:
+            return None
+        return running[0], self.inflight[running[0]].job, running[1]
 
 
 @dataclass
@@ -252,7 +268,8 @@ class Worker:
         now = time.time()
         expiry = now + self.settings.abandoned_after_seconds
         key = keys.worker(self.name)
-        current = self.executor.current if self.executor else None
+        running = self.executor.current() if self.executor else None
+        current = running[1] if running else None
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping={"last_heartbeat": utcnow_str(), "state": "busy" if current else "idle",
                                     "current_job": current.id if current else ""})
@@ -354,13 +371,13 @@ class Worker:
     # ----- running -----
     def spawn_executor(self) -> Executor:
         parent, child = self._ctx.Pipe()
-        cancel_seq = self._ctx.RawValue("Q", 0)
-        process = self._ctx.Process(target=executor.main, args=(child, cancel_seq), name="jobengine-executor",
+        control = executor.Control(self._ctx)
+        process = self._ctx.Process(target=executor.main, args=(child, control), name="jobengine-executor",
                                     daemon=True)
         process.start()
         child.close()
         ready = orjson.loads(parent.recv_bytes())  # ["ready", pid]: imports done, catalog loaded
-        return Executor(process=process, conn=parent, pid=int(ready[1]), cancel_seq=cancel_seq)
+        return Executor(process=process, conn=parent, control=control, pid=int(ready[1]))
 
     def respawn_executor(self) -> None:
         assert self.executor is not None
@@ -378,123 +395,188 @@ class Worker:
         with self._lock:
             self.state.cancel_requests.add(job_id)
             ex = self.executor
-            if ex is not None and ex.current is not None and ex.current.id == job_id and not ex.cancel_sent:
-                ex.cancel_sent = time.monotonic()
-                ex.cancel_seq.value = ex.seq
+            if ex is None or (ex.cancel_sent and ex.cancel_seq in ex.inflight):
+                return  # one cancel signalled at a time; the heartbeat asks again for the job then running
+            seq = next((n for n, sent in ex.inflight.items() if sent.job.id == job_id), 0)
+            if seq:  # sent to the executor: running, or waiting behind the batch's earlier jobs
+                ex.cancel_seq, ex.cancel_sent = seq, time.monotonic()
+                ex.control.cancel(seq)
                 try:
                     os.kill(ex.pid, signal.SIGUSR1)
                 except ProcessLookupError:
                     pass
 
     def execute(self, batch: list[Claimed]) -> None:
-        slowest = 0.0
-        for index, job in enumerate(batch):
-            if self.state.stopping:  # (some may have been given back already, while the last job ran)
-                self.pending.extend(Outcome(j, "release") for j in batch[index:] if j.id in self.claimed)
-                break
+        todo: list[Claimed] = []
+        for job in batch:
             if job.id in self.state.cancel_requests:
                 self.state.cancel_requests.discard(job.id)
                 self.pending.append(Outcome(job, "canceled", encode_exc_string("canceled before it started"),
                                             job.failure_ttl, "canceled"))
-                continue
-            outcome = self.run_one(job)
-            self.pending.append(outcome)
-            slowest = max(slowest, outcome.run_seconds or 0.0)
-            if len(self.pending) >= self.claim_size or slowest > FAST_JOB_SECONDS:
-                self.flush()
+            else:
+                todo.append(job)
+        # A traced run span should time the job alone, not the batch's earlier jobs: one job a message then.
+        step = 1 if tracing.enabled() else max(1, len(todo))
+        slowest = 0.0
+        for first in range(0, len(todo), step):
+            if self.state.stopping:  # (some may have been given back already, while the last job ran)
+                self.pending.extend(Outcome(j, "release") for j in todo[first:] if j.id in self.claimed)
+                break
+            slowest = max(slowest, self.run_batch(todo[first : first + step]))
         self.flush()
         self.claim_size = min(self.settings.batch_size, self.claim_size * 2) if slowest < FAST_JOB_SECONDS else 1
 
-    def run_one(self, job: Claimed) -> Outcome:
+    def run_batch(self, jobs: list[Claimed]) -> float:
+        """Hand the jobs to the executor in one message and collect their outcomes; returns the slowest run."""
         assert self.executor is not None
         ex = self.executor
         now_wall = time.time()
-        series(job.queue, job.type).started.inc()
-        if job.enqueued_at:
-            series(job.queue, job.type).wait.observe(max(0.0, now_wall - job.enqueued_at))
-        series(job.queue, job.type).busy.set(1)
-        metrics.WORKER_IDLE.set(0)
-        span = tracing.start_run(job_id=job.id, job_type=job.type, queue=job.queue, attempt=job.attempt,
-                                 traceparent=job.traceparent, tracestate=job.tracestate,
-                                 enqueued_at=job.enqueued_at, worker=self.name)
-        # the executor continues the run span (or, tracing off here, the submit's context: log lines keep its ids)
-        traceparent = tracing.traceparent_of(span) if span is not None else job.traceparent
-        with self._lock:
-            ex.current, ex.started, ex.cancel_sent = job, time.monotonic(), 0.0
+        messages: list[list[Any]] = []
+        sent: dict[int, Sent] = {}
+        for job in jobs:
+            s = series(job.queue, job.type)
+            s.started.inc()
+            if job.enqueued_at:
+                s.wait.observe(max(0.0, now_wall - job.enqueued_at))
+            s.busy.set(1)
+            span = tracing.start_run(job_id=job.id, job_type=job.type, queue=job.queue, attempt=job.attempt,
+                                     traceparent=job.traceparent, tracestate=job.tracestate,
+                                     enqueued_at=job.enqueued_at, worker=self.name)
+            # the executor continues the run span (or, tracing off here, the submit's context: log lines keep
+            # its ids)
+            traceparent = tracing.traceparent_of(span) if span is not None else job.traceparent
             ex.seq += 1
-        message = orjson.dumps([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue,
-                                traceparent, ex.seq])
-        reply: Outcome | None = None
+            sent[ex.seq] = Sent(job, span, traceparent)
+            messages.append([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue,
+                             traceparent, ex.seq])
+        metrics.WORKER_IDLE.set(0)
+        with self._lock:
+            ex.inflight, ex.cancel_seq, ex.cancel_sent = sent, 0, 0.0
+        ex.control.allow(ex.seq)
+        slowest = 0.0
         try:
-            ex.conn.send_bytes(message)
-            if job.id in self.state.cancel_requests:
-                self.request_cancel(job.id)
-            reply = self.await_reply(job)
+            ex.conn.send_bytes(orjson.dumps(messages))
+            for job in jobs:
+                if job.id in self.state.cancel_requests:
+                    self.request_cancel(job.id)
+            while ex.inflight:
+                answered = self.await_answers(ex)
+                for done, outcome in answered:
+                    outcome.trace = tracing.ids(done.traceparent)
+                    label = {"requeue": "requeued", "release": "released"}.get(outcome.outcome, "failed")
+                    tracing.end_run(done.span, outcome.metric or label, outcome.error)
+                    self.pending.append(outcome)
+                    slowest = max(slowest, outcome.run_seconds or 0.0)
+                if slowest > FAST_JOB_SECONDS and ex.inflight:
+                    self.flush()  # a slow job's outcome is recorded now, not after the rest of the batch
+                ex = self.executor  # (respawned after a crash, a hard kill or the drain deadline)
         finally:
-            with self._lock:
-                ex.current = None
-            series(job.queue, job.type).busy.set(0)
+            for job in jobs:
+                series(job.queue, job.type).busy.set(0)
             if not self.state.stopping:
                 metrics.WORKER_IDLE.set(1)
-            label = "requeued" if reply is not None and reply.outcome == "requeue" else "failed"
-            tracing.end_run(span, reply.metric or label if reply is not None else "failed",
-                            reply.error if reply is not None else "")
-        reply.trace = tracing.ids(traceparent)
-        return reply
+        return slowest
 
-    def await_reply(self, job: Claimed) -> Outcome:
-        """Wait for the executor's answer while keeping claims alive; kill it past the hard deadline."""
-        assert self.executor is not None
-        ex = self.executor
-        hard_deadline = ex.started + job.timeout + self.settings.hard_kill_grace_seconds
+    def await_answers(self, ex: Executor) -> list[tuple[Sent, Outcome]]:
+        """Wait for the executor's next report while keeping claims alive; enforce the hard timeout, the
+        cancel grace and the drain deadline on the job it runs, killing it when one passes."""
         while True:
+            if self.state.stopping and not self.state.released:
+                self.release_unstarted(ex)
             now = time.monotonic()
-            wake = min(hard_deadline, self.next_heartbeat, now + 0.5)
+            current = ex.current()
+            wake = min(self.next_heartbeat, now + 0.5)
+            if current is not None:
+                wake = min(wake, current[2] + current[1].timeout + self.settings.hard_kill_grace_seconds)
             if self.state.stopping and not self.state.force:
                 wake = min(wake, self.state.drain_deadline)
-            if ex.cancel_sent:
-                wake = min(wake, ex.cancel_sent + self.settings.hard_kill_grace_seconds)
+            if current is not None and ex.cancel_sent and current[0] == ex.cancel_seq:
+                wake = min(wake, max(ex.cancel_sent, current[2]) + self.settings.hard_kill_grace_seconds)
             try:
                 ready = ex.conn.poll(max(0.0, wake - now))
             except (EOFError, OSError):
                 ready = True
             if ready:
                 try:
-                    _, kind, value, seconds = orjson.loads(ex.conn.recv_bytes())
+                    results = orjson.loads(ex.conn.recv_bytes())
                 except (EOFError, OSError):
-                    return self.executor_died(job)
-                return self.to_outcome(job, kind, value, seconds)
+                    return self.executor_lost(ex, "error", "WorkerCrash: the job's process died (exit code {code})")
+                return self.answers(ex, results)
             now = time.monotonic()
-            if self.state.stopping and not self.state.released:
-                self.release_unstarted(job)
+            current = ex.current()
             if self.state.stopping and (self.state.force or now >= self.state.drain_deadline):
-                log.warning("drain deadline passed: job goes back to its queue", extra={"job_id": job.id})
-                self.respawn_executor()
-                series(job.queue, job.type).finished["requeued"].inc()
-                return Outcome(job, "requeue", metric="")
-            if ex.cancel_sent and now >= ex.cancel_sent + self.settings.hard_kill_grace_seconds:
-                log.warning("job ignored its cancel: executor killed", extra={"job_id": job.id})
-                self.respawn_executor()
-                return self.to_outcome(job, "canceled", "canceled; killed after ignoring the cancel",
-                                       now - ex.started)
-            if now >= hard_deadline:
+                log.warning("drain deadline passed: job goes back to its queue",
+                            extra={"job_id": current[1].id if current else None})
+                return self.executor_lost(ex, "requeue", "")
+            if current is None:
+                pass
+            elif ex.cancel_sent and current[0] == ex.cancel_seq and \
+                    now >= max(ex.cancel_sent, current[2]) + self.settings.hard_kill_grace_seconds:
+                log.warning("job ignored its cancel: executor killed", extra={"job_id": current[1].id})
+                return self.executor_lost(ex, "canceled", "canceled; killed after ignoring the cancel")
+            elif now >= current[2] + current[1].timeout + self.settings.hard_kill_grace_seconds:
+                job = current[1]
                 log.error("job hung past its timeout: executor killed", extra={"job_id": job.id,
                                                                                "timeout": job.timeout})
-                self.respawn_executor()
-                return self.to_outcome(job, "timeout", f"JobTimeout: killed after {job.timeout}s "
-                                       f"(+{self.settings.hard_kill_grace_seconds}s grace): it ignored the "
-                                       "soft timeout", now - ex.started)
+                return self.executor_lost(ex, "timeout", f"JobTimeout: killed after {job.timeout}s "
+                                          f"(+{self.settings.hard_kill_grace_seconds}s grace): it ignored the "
+                                          "soft timeout")
             if not ex.process.is_alive():
-                return self.executor_died(job)
+                return self.executor_lost(ex, "error", "WorkerCrash: the job's process died (exit code {code})")
             self.maintenance()
 
-    def release_unstarted(self, running: Claimed) -> None:
-        """At a stop signal, give the jobs of the batch that have not started back to their queue at once, so
+    def answers(self, ex: Executor, results: list[list[Any]]) -> list[tuple[Sent, Outcome]]:
+        out: list[tuple[Sent, Outcome]] = []
+        with self._lock:
+            done = [(ex.inflight.pop(int(r[0]), None), r) for r in results]
+        for sent, (_, _, kind, value, seconds) in done:
+            if sent is None:
+                continue
+            if kind == "skipped":  # not started: given back when the batch was stopped
+                tracing.end_run(sent.span, "released", "")
+            else:
+                out.append((sent, self.to_outcome(sent.job, kind, value, seconds)))
+        return out
+
+    def executor_lost(self, ex: Executor, kind: str, text: str) -> list[tuple[Sent, Outcome]]:
+        """The executor died, or is killed now: the job it ran gets `kind` (requeue, or a to_outcome kind
+        with `text`); jobs of the batch it ran before, whose outcomes died with it, run again (at least
+        once); jobs it had not started go back to their queue."""
+        current, started = ex.current(), ex.control.started()
+        running = ex.control.running()
+        elapsed = time.monotonic() - running[1] if running else 0.0
+        code: Any = "killed"
+        if not ex.process.is_alive():
+            ex.process.join(1)
+            code = ex.process.exitcode
+            log.error("executor died", extra={"exitcode": code, "job_id": current[1].id if current else None})
+        self.respawn_executor()
+        out: list[tuple[Sent, Outcome]] = []
+        with self._lock:
+            left, ex.inflight = ex.inflight, {}
+        for seq, sent in left.items():
+            job = sent.job
+            if running is not None and seq == running[0]:
+                if kind == "requeue":
+                    series(job.queue, job.type).finished["requeued"].inc()
+                    out.append((sent, Outcome(job, "requeue")))
+                else:
+                    out.append((sent, self.to_outcome(job, kind, text.format(code=code), elapsed)))
+            elif seq <= started:  # ran; its outcome was still in the executor
+                series(job.queue, job.type).finished["requeued"].inc()
+                out.append((sent, Outcome(job, "requeue")))
+            elif job.id in self.claimed:  # never started (and not given back already by a stop)
+                out.append((sent, Outcome(job, "release")))
+        return out
+
+    def release_unstarted(self, ex: Executor) -> None:
+        """At a stop signal, give the claimed jobs that have not started back to their queue at once, so
         other workers run them while this one drains its running job. One try: on a Redis error they are
         given back after the running job, as at any shutdown."""
         self.state.released = True
-        done = {o.job.id for o in self.pending}
-        batch = [Outcome(j, "release") for j in self.claimed.values() if j.id != running.id and j.id not in done]
+        started = ex.control.freeze()  # from here on the executor skips the batch's remaining jobs
+        keep = {o.job.id for o in self.pending} | {s.job.id for n, s in ex.inflight.items() if n <= started}
+        batch = [Outcome(j, "release") for j in self.claimed.values() if j.id not in keep]
         if not batch:
             return
         try:
@@ -504,15 +586,6 @@ class Worker:
             return
         self.recorded(batch, replies)
         log.info("stop signal: claimed jobs not started given back", extra={"jobs": len(batch)})
-
-    def executor_died(self, job: Claimed) -> Outcome:
-        assert self.executor is not None
-        self.executor.process.join(1)
-        code = self.executor.process.exitcode
-        log.error("executor died while running a job", extra={"job_id": job.id, "exitcode": code})
-        elapsed = time.monotonic() - self.executor.started
-        self.respawn_executor()
-        return self.to_outcome(job, "error", f"WorkerCrash: the job's process died (exit code {code})", elapsed)
 
     def to_outcome(self, job: Claimed, kind: str, value: Any, seconds: float) -> Outcome:
         series(job.queue, job.type).run.observe(seconds)
