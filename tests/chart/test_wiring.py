@@ -294,7 +294,8 @@ def test_redis_is_official_durable_and_password_protected(render) -> None:  # ty
     assert container["image"] == "redis:7.4-alpine"
     assert "bitnami" not in rendered.manifest.lower()
     conf = rendered.get("ConfigMap", "rel-jobengine-redis")["data"]["redis.conf"].splitlines()
-    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", "include /run/redis/auth.conf"):
+    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction",
+                 "stream-node-max-bytes 512", "include /run/redis/auth.conf"):
         assert line in conf
     # a maxmemory below the container's limit by default: refusals (503) instead of an OOM kill
     assert "maxmemory 700mb" in conf and container["resources"]["limits"]["memory"] == "1Gi"

@@ -130,6 +130,20 @@ def test_crash_in_the_middle_of_a_batch(r, producer, worker, redis_url):
     assert r.llen("rq:queue:default") == 0 and r.zcard("rq:wip:default") == 0
 
 
+def test_a_finished_job_holds_under_4_kb_of_redis(r, producer, worker):
+    """A finished job keeps its hash, its result stream, a registry and an index entry for its result
+    TTL. Redis preallocates each new stream's node (4 KB by default): the embedded Redis, like the chart's,
+    sets stream-node-max-bytes 512, so a finished echo job costs about 3.4 KB, not 7."""
+    from jobengine.producer import JobSpec
+
+    assert r.config_get("stream-node-max-bytes")["stream-node-max-bytes"] == "512"
+    before = r.info("memory")["used_memory"]
+    ids = producer.submit_many([JobSpec("echo", {"message": f"m{i}"}) for i in range(2000)])
+    wait_for(lambda: r.zcard("rq:finished:default") >= len(ids), timeout=60, message="every job to finish")
+    per_job = (r.info("memory")["used_memory"] - before) / len(ids)
+    assert 500 < per_job < 4000, per_job
+
+
 def test_delayed_job_runs_at_its_time(r, producer, worker):
     start = time.time()
     job_id = producer.submit("echo", {"message": "later"}, delay_seconds=1.5)

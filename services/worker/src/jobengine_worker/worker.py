@@ -1,5 +1,5 @@
 """The worker supervisor: claims jobs in batches, hands each batch to the executor process in one
-message, records outcomes in pipelined round trips, renews its claims, moves due jobs, recovers the jobs
+message, records a batch's outcomes in one round trip, renews its claims, moves due jobs, recovers the jobs
 of dead workers, and drains on SIGTERM.
 
 Everything it writes is RQ's data model (job hash, StartedJobRegistry, results stream, finished
@@ -604,7 +604,7 @@ class Worker:
 
     # ----- recording outcomes -----
     def flush(self, final: bool = False) -> None:
-        """Write pending outcomes in one pipelined round trip; on a Redis error keep them and retry."""
+        """Write pending outcomes in one round trip; on a Redis error keep them and retry."""
         while self.pending:
             batch = list(self.pending)
             try:
@@ -622,13 +622,11 @@ class Worker:
             self.recorded(batch, replies)
 
     def write_outcomes(self, batch: list[Outcome]) -> list[Any]:
-        """One pipelined round trip of complete.lua calls."""
-        now, stamp = time.time(), utcnow_str()
-        with self.redis.pipeline(transaction=False) as pipe:
-            for o in batch:
-                self.scripts.complete(args=[o.job.id, o.job.queue, o.job.execution, o.outcome, now, stamp,
-                                            self.name, o.value, o.arg], client=pipe)
-            return pipe.execute()  # type: ignore[no-any-return]
+        """One complete.lua call for the whole batch: one round trip."""
+        args: list[Any] = [time.time(), utcnow_str(), self.name]
+        for o in batch:
+            args += (o.job.id, o.job.queue, o.job.execution, o.outcome, o.value, o.arg)
+        return self.scripts.complete(args=args)  # type: ignore[no-any-return]
 
     def recorded(self, batch: list[Outcome], replies: list[Any]) -> None:
         for o, status in zip(batch, replies):

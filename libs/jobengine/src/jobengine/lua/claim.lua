@@ -11,6 +11,7 @@ local limit = tonumber(ARGV[5])
 for i = 6, #ARGV do
   local q = ARGV[i]
   local qkey = 'rq:queue:' .. q
+  local wip = {}  -- score, member pairs for one ZADD a queue
   while n < limit do
     local ids = redis.call('LPOP', qkey, limit - n)
     if not ids then break end
@@ -18,19 +19,22 @@ for i = 6, #ARGV do
       local jk = 'rq:job:' .. id
       local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
                            'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
-                           'failure_ttl', 'traceparent')
+                           'failure_ttl', 'traceparent', 'jobengine_attempts')
       if f[1] == 'queued' and not f[2] then
         n = n + 1
         local exec = ARGV[4] .. n
+        local attempts = (tonumber(f[14]) or 0) + 1
         redis.call('HSET', jk, 'status', 'started', 'started_at', ARGV[2], 'ended_at', '',
-                   'worker_name', ARGV[3], 'last_heartbeat', ARGV[2], 'jobengine_claim', exec)
-        local attempts = redis.call('HINCRBY', jk, 'jobengine_attempts', 1)
+                   'worker_name', ARGV[3], 'last_heartbeat', ARGV[2], 'jobengine_claim', exec,
+                   'jobengine_attempts', attempts)
         redis.call('PERSIST', jk)
-        redis.call('ZADD', 'rq:wip:' .. q, ARGV[1], id .. ':' .. exec)
+        wip[#wip + 1] = ARGV[1]
+        wip[#wip + 1] = id .. ':' .. exec
         out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]}
       end
     end
   end
+  if #wip > 0 then redis.call('ZADD', 'rq:wip:' .. q, unpack(wip)) end
   if n >= limit then
     -- more may be waiting: pass the wake-up on to another idle worker
     if redis.call('LLEN', qkey) > 0 then

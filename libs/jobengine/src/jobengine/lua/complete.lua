@@ -1,91 +1,102 @@
--- Record the outcome of one claimed job. Called once per job inside a pipeline (one round trip per batch).
--- ARGV[1] job id  ARGV[2] queue  ARGV[3] execution id  ARGV[4] outcome
--- ARGV[5] now (epoch s)  ARGV[6] now (RQ timestamp)  ARGV[7] worker name
--- ARGV[8] return value (base64 JSON) or exception text (base64 zlib), per outcome
--- ARGV[9] TTL (finished, failed, canceled) or run_at epoch s (retry)
+-- Record the outcomes of a worker's claimed jobs: one call for a whole batch (one round trip).
+-- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name
+-- then per job, 6 arguments: job id, queue, execution id, outcome,
+--   return value (base64 JSON) or exception text (base64 zlib), per outcome,
+--   TTL (finished, failed, canceled) or run_at epoch s (retry)
 -- outcome: finished | failed | retry | canceled | requeue (interrupted, back to the front) | release (never started)
--- Returns the job's new status, or 'lost' when the claim was no longer ours, 'gone' when the job expired.
-local id, q, exec, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now = tonumber(ARGV[5])
-local jk = 'rq:job:' .. id
-local results = 'rq:results:' .. id
-redis.call('ZREM', 'rq:wip:' .. q, id .. ':' .. exec)
-local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel')
-if not f[1] then return 'gone' end
-if f[2] == 'done:' .. exec then return 'dup' end  -- this outcome was already recorded (a retried flush)
-if f[2] ~= exec then
-  -- Our claim was recovered while we ran: keep a result rather than run the job again.
-  if outcome == 'release' or outcome == 'requeue' then return 'lost' end
-  if f[1] == 'queued' then
-    redis.call('LREM', 'rq:queue:' .. q, 1, id)
-  elseif f[1] == 'scheduled' then
-    redis.call('ZREM', 'rq:scheduled:' .. q, id)
-  else
-    return 'lost'
-  end
-end
-if f[3] and (outcome == 'retry' or outcome == 'requeue' or outcome == 'release') then
-  outcome = 'canceled'  -- a cancel asked for while it ran wins over running it again
-end
+-- Returns per job its new status, or 'lost' when the claim was no longer ours, 'gone' when the job expired,
+-- 'dup' when this outcome was already recorded (a retried call).
+local now, stamp, worker = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 
 --!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 
-local function notify()
+local function notify(q)
   redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
   redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
 end
 
-local status
-if outcome == 'finished' then
-  local ttl = tonumber(ARGV[9])
-  redis.call('HSET', jk, 'status', 'finished', 'ended_at', ARGV[6], 'jobengine_claim', 'done:' .. exec)
-  redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '1', 'worker_name', ARGV[7],
-             'return_value', ARGV[8], 'execution_id', exec)
-  redis.call('EXPIRE', jk, ttl)
-  redis.call('EXPIRE', results, ttl)
-  redis.call('ZADD', 'rq:finished:' .. q, now + ttl, id)
-  uncount(jk)
-  status = 'finished'
-elseif outcome == 'failed' or outcome == 'canceled' then
-  local ttl = tonumber(ARGV[9])
-  local rtype = '2'
-  status = 'failed'
-  local registry = 'rq:failed:' .. q
-  if outcome == 'canceled' then
-    rtype = '3'
-    status = 'canceled'
-    registry = 'rq:canceled:' .. q
+local function complete(id, q, exec, outcome, value, arg)
+  local jk = 'rq:job:' .. id
+  local results = 'rq:results:' .. id
+  redis.call('ZREM', 'rq:wip:' .. q, id .. ':' .. exec)
+  local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog')
+  if not f[1] then return 'gone' end
+  if f[2] == 'done:' .. exec then return 'dup' end
+  if f[2] ~= exec then
+    -- Our claim was recovered while we ran: keep a result rather than run the job again.
+    if outcome == 'release' or outcome == 'requeue' then return 'lost' end
+    if f[1] == 'queued' then
+      redis.call('LREM', 'rq:queue:' .. q, 1, id)
+    elseif f[1] == 'scheduled' then
+      redis.call('ZREM', 'rq:scheduled:' .. q, id)
+    else
+      return 'lost'
+    end
   end
-  redis.call('HSET', jk, 'status', status, 'ended_at', ARGV[6], 'jobengine_claim', 'done:' .. exec)
-  redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', rtype, 'worker_name', ARGV[7],
-             'exc_string', ARGV[8], 'execution_id', exec)
-  redis.call('EXPIRE', jk, ttl)
-  redis.call('EXPIRE', results, ttl)
-  redis.call('ZADD', registry, now + ttl, id)
-  uncount(jk)
-elseif outcome == 'retry' then
-  local run_at = tonumber(ARGV[9])
-  redis.call('HINCRBY', jk, 'retries_left', -1)
-  redis.call('HINCRBY', jk, 'number_of_retries', 1)
-  redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', ARGV[7],
-             'exc_string', ARGV[8], 'execution_id', exec)
-  if run_at > now then
-    redis.call('HSET', jk, 'status', 'scheduled', 'worker_name', '', 'jobengine_claim', 'done:' .. exec)
-    redis.call('ZADD', 'rq:scheduled:' .. q, run_at, id)
-    return 'scheduled'
+  if f[3] and (outcome == 'retry' or outcome == 'requeue' or outcome == 'release') then
+    outcome = 'canceled'  -- a cancel asked for while it ran wins over running it again
   end
-  redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'jobengine_claim', 'done:' .. exec, 'enqueued_at', ARGV[6])
-  redis.call('RPUSH', 'rq:queue:' .. q, id)
-  notify()
-  return 'queued'
-elseif outcome == 'requeue' or outcome == 'release' then
-  if outcome == 'release' then redis.call('HINCRBY', jk, 'jobengine_attempts', -1) end
-  redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim', 'done:' .. exec)
-  redis.call('LPUSH', 'rq:queue:' .. q, id)
-  notify()
-  return 'queued'
-else
-  return redis.error_reply('unknown outcome ' .. outcome)
+
+  local status
+  if outcome == 'finished' then
+    local ttl = tonumber(arg)
+    redis.call('HSET', jk, 'status', 'finished', 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '1', 'worker_name', worker,
+               'return_value', value, 'execution_id', exec)
+    redis.call('EXPIRE', jk, ttl)
+    redis.call('EXPIRE', results, ttl)
+    redis.call('ZADD', 'rq:finished:' .. q, now + ttl, id)
+    uncount(jk, f[4])
+    status = 'finished'
+  elseif outcome == 'failed' or outcome == 'canceled' then
+    local ttl = tonumber(arg)
+    local rtype = '2'
+    status = 'failed'
+    local registry = 'rq:failed:' .. q
+    if outcome == 'canceled' then
+      rtype = '3'
+      status = 'canceled'
+      registry = 'rq:canceled:' .. q
+    end
+    redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', rtype, 'worker_name', worker,
+               'exc_string', value, 'execution_id', exec)
+    redis.call('EXPIRE', jk, ttl)
+    redis.call('EXPIRE', results, ttl)
+    redis.call('ZADD', registry, now + ttl, id)
+    uncount(jk, f[4])
+  elseif outcome == 'retry' then
+    local run_at = tonumber(arg)
+    redis.call('HINCRBY', jk, 'retries_left', -1)
+    redis.call('HINCRBY', jk, 'number_of_retries', 1)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', worker,
+               'exc_string', value, 'execution_id', exec)
+    if run_at > now then
+      redis.call('HSET', jk, 'status', 'scheduled', 'worker_name', '', 'jobengine_claim', 'done:' .. exec)
+      redis.call('ZADD', 'rq:scheduled:' .. q, run_at, id)
+      return 'scheduled'
+    end
+    redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'jobengine_claim', 'done:' .. exec,
+               'enqueued_at', stamp)
+    redis.call('RPUSH', 'rq:queue:' .. q, id)
+    notify(q)
+    return 'queued'
+  elseif outcome == 'requeue' or outcome == 'release' then
+    if outcome == 'release' then redis.call('HINCRBY', jk, 'jobengine_attempts', -1) end
+    redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim',
+               'done:' .. exec)
+    redis.call('LPUSH', 'rq:queue:' .. q, id)
+    notify(q)
+    return 'queued'
+  else
+    return 'unknown outcome ' .. outcome
+  end
+  redis.call('PUBLISH', 'jobengine:done:' .. id, status)
+  return status
 end
-redis.call('PUBLISH', 'jobengine:done:' .. id, status)
-return status
+
+local out = {}
+for i = 4, #ARGV, 6 do
+  out[#out + 1] = complete(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+end
+return out
