@@ -1,6 +1,7 @@
 """The executor process's protocol, on a real spawned executor: the cancel handshake's timing windows the
 worker tests only hit by chance (a cancel signal landing just before the job starts, or just after it ended),
-and batches: reports, and a stop (freeze) that no job of the batch can slip past."""
+and batches: reports, the journal that outlives the process, and a stop (freeze) that no job of the batch
+can slip past."""
 
 from __future__ import annotations
 
@@ -114,3 +115,24 @@ def test_freeze_lets_the_running_job_finish_and_skips_the_rest(ex) -> None:  # t
         results += answer(conn)
     assert [(r[0], r[2]) for r in results] == [(1, "ok"), (2, "ok"), (3, "skipped"), (4, "skipped")]
     assert control.started() == 2
+
+
+def test_the_journal_keeps_the_outcomes_of_a_killed_executor(ex) -> None:  # type: ignore[no-untyped-def]
+    conn, control, pid = ex
+    conn.send_bytes(orjson.dumps([job(1, 0), job(2, 0), job(3, 30, timeout=60), job(4, 0)]))
+    deadline = time.monotonic() + 10
+    while (control.running() or (0,))[0] != 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)  # job 3 runs; 1 and 2 ended a moment ago, not reported yet
+    with pytest.raises(EOFError):  # nothing was reported
+        conn.recv_bytes()
+    assert [(r[0], r[1], r[2]) for r in control.journaled()] == [(1, "job-1", "ok"), (2, "job-2", "ok")]
+    assert control.started() == 3 and control.running() is not None and control.running()[0] == 3  # type: ignore[index]
+
+
+def test_a_report_clears_the_journal(ex) -> None:  # type: ignore[no-untyped-def]
+    conn, control, _ = ex
+    conn.send_bytes(orjson.dumps([job(1, 0), job(2, 0)]))
+    assert [r[0] for r in answer(conn)] == [1, 2]
+    time.sleep(0.1)
+    assert control.journaled() == []

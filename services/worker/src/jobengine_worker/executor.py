@@ -12,7 +12,8 @@ Protocol over a pipe, JSON (orjson) both ways, never pickle:
            invalid (payload failed validation, or no such function: permanent),
            skipped (not started: the supervisor stopped the batch, see Control)
      A report goes out when the batch is done, and mid-batch once REPORT_SECONDS have passed since the
-     last one, so a slow job's outcome is never held back by the jobs after it.
+     last one, so a slow job's outcome is never held back by the jobs after it. Each outcome is also
+     journaled in shared memory as its job ends, so the executor's death loses none (see Control).
 Batches of fast jobs cost two pipe wake-ups for the whole batch instead of two a job. The supervisor
 still sees which job runs, and since when, through Control (shared memory), for the hard timeout, the
 drain and cancel.
@@ -53,19 +54,25 @@ class JobCanceled(BaseException):
 
 
 REPORT_SECONDS = 0.02  # longest a finished job's outcome waits in the executor for the rest of its batch
+JOURNAL_BYTES = 256 * 1024  # outcomes not yet reported, readable by the supervisor if the executor dies
 
 
 class Control:
-    """What the supervisor and its executor share: a few numbers in shared memory and a lock.
+    """What the supervisor and its executor share: a few numbers and a journal in shared memory, and a lock.
 
     The executor starts job `seq` only if seq <= allowed, and records it as started under the same lock,
     so `freeze()` (at a stop signal) knows exactly which jobs of a batch will never start: the supervisor
-    gives those back to their queue at once, while the running job drains."""
+    gives those back to their queue at once, while the running job drains.
 
-    CANCEL, ALLOWED, STARTED, RUNNING, STARTED_AT = range(5)
+    Each outcome is also written to the journal as the job ends, before it is reported: when the executor
+    dies or is killed (a crash, another job's hard timeout, the drain deadline), the supervisor still reads
+    the outcomes of the batch's finished jobs there, so they are recorded, not run again."""
+
+    CANCEL, ALLOWED, STARTED, RUNNING, STARTED_AT, JOURNAL = range(6)
 
     def __init__(self, ctx: Any) -> None:
-        self.cells = ctx.RawArray("d", 5)  # doubles: seq numbers stay exact up to 2**53
+        self.cells = ctx.RawArray("d", 6)  # doubles: seq numbers stay exact up to 2**53
+        self.journal = ctx.RawArray("c", JOURNAL_BYTES)  # outcomes, one JSON line each; cells[JOURNAL] bytes
         self.lock = ctx.Lock()
 
     # executor side
@@ -83,6 +90,19 @@ class Control:
 
     def cancel_wanted(self, seq: int) -> bool:
         return seq != 0 and self.cells[self.CANCEL] == seq
+
+    def journal_add(self, line: bytes) -> bool:
+        """Append one outcome (no newline in it); False when the journal has no room (report now)."""
+        start = int(self.cells[self.JOURNAL])
+        end = start + len(line) + 1
+        if end > JOURNAL_BYTES:
+            return False
+        self.journal[start:end] = line + b"\n"
+        self.cells[self.JOURNAL] = end  # written after the bytes: a kill mid-write leaves the line out
+        return True
+
+    def journal_clear(self) -> None:
+        self.cells[self.JOURNAL] = 0
 
     # supervisor side
     def allow(self, seq: int) -> None:
@@ -104,6 +124,11 @@ class Control:
         """(seq, monotonic start) of the job running now, or None between jobs."""
         seq, at, running = self.cells[self.STARTED], self.cells[self.STARTED_AT], self.cells[self.RUNNING]
         return (int(seq), at) if running else None
+
+    def journaled(self) -> list[list[Any]]:
+        """The outcomes written since the last report (read once the executor is dead)."""
+        data = self.journal[: int(self.cells[self.JOURNAL])]
+        return [orjson.loads(line) for line in data.split(b"\n") if line]
 
 
 _running = False
@@ -239,20 +264,30 @@ def main(conn: Connection, control: Control) -> None:
 
 
 def run_batch(conn: Connection, control: Control, runner: Runner, batch: list[list[Any]]) -> None:
-    results: list[list[Any]] = []
+    """Run a batch in order; report when it is done, or once REPORT_SECONDS have passed since the last
+    report. Every outcome goes to the journal first, so it survives this process (see Control)."""
+    lines: list[bytes] = []
     last_report = time.monotonic()
     for index, job in enumerate(batch):
         seq = int(job[8])
-        if not control.begin(seq):
-            results.append([seq, job[0], "skipped", None, 0.0])
-            continue
-        try:
-            kind, value, seconds = runner.run(job)
-        finally:
-            control.end()
-        results.append([seq, job[0], kind, value, seconds])
+        if control.begin(seq):
+            try:
+                kind, value, seconds = runner.run(job)
+            finally:
+                control.end()
+        else:
+            kind, value, seconds = "skipped", None, 0.0
+        line = orjson.dumps([seq, job[0], kind, value, seconds])
+        lines.append(line)
         now = time.monotonic()
-        if now - last_report >= REPORT_SECONDS and index + 1 < len(batch):
-            conn.send_bytes(orjson.dumps(results))
-            results, last_report = [], now
-    conn.send_bytes(orjson.dumps(results))
+        if not control.journal_add(line) or (now - last_report >= REPORT_SECONDS and index + 1 < len(batch)):
+            report(conn, control, lines)
+            lines, last_report = [], now
+    report(conn, control, lines)
+
+
+def report(conn: Connection, control: Control, lines: list[bytes]) -> None:
+    if lines:
+        conn.send_bytes(b"[" + b",".join(lines) + b"]")
+    control.journal_clear()  # (if killed just before this, the supervisor reads these outcomes twice: it
+    #                           keeps the first)

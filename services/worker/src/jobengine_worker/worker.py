@@ -379,17 +379,6 @@ class Worker:
         ready = orjson.loads(parent.recv_bytes())  # ["ready", pid]: imports done, catalog loaded
         return Executor(process=process, conn=parent, control=control, pid=int(ready[1]))
 
-    def respawn_executor(self) -> None:
-        assert self.executor is not None
-        old = self.executor
-        try:
-            old.process.kill()
-        except (OSError, AttributeError):
-            pass
-        old.process.join(5)
-        old.conn.close()
-        self.executor = self.spawn_executor()
-
     def request_cancel(self, job_id: str) -> None:
         """Called from the command thread or the heartbeat: stop the job if it is running."""
         with self._lock:
@@ -539,19 +528,28 @@ class Worker:
         return out
 
     def executor_lost(self, ex: Executor, kind: str, text: str) -> list[tuple[Sent, Outcome]]:
-        """The executor died, or is killed now: the job it ran gets `kind` (requeue, or a to_outcome kind
-        with `text`); jobs of the batch it ran before, whose outcomes died with it, run again (at least
-        once); jobs it had not started go back to their queue."""
-        current, started = ex.current(), ex.control.started()
-        running = ex.control.running()
+        """The executor died, or is killed now. The outcomes it had written (reports still in the pipe, then
+        its journal) are kept; the job it ran gets `kind` (requeue, or a to_outcome kind with `text`); the
+        jobs it had not started go back to their queue."""
+        current, started, running = ex.current(), ex.control.started(), ex.control.running()
         elapsed = time.monotonic() - running[1] if running else 0.0
         code: Any = "killed"
-        if not ex.process.is_alive():
+        if ex.process.is_alive():
+            ex.process.kill()
+            ex.process.join(5)
+        else:
             ex.process.join(1)
             code = ex.process.exitcode
             log.error("executor died", extra={"exitcode": code, "job_id": current[1].id if current else None})
-        self.respawn_executor()
-        out: list[tuple[Sent, Outcome]] = []
+        results: list[list[Any]] = []
+        try:
+            while ex.conn.poll(0):
+                results += orjson.loads(ex.conn.recv_bytes())
+        except (EOFError, OSError, orjson.JSONDecodeError):
+            pass  # a report cut short by the kill: its outcomes are in the journal too
+        out = self.answers(ex, results + ex.control.journaled())
+        ex.conn.close()
+        self.executor = self.spawn_executor()
         with self._lock:
             left, ex.inflight = ex.inflight, {}
         for seq, sent in left.items():
@@ -562,7 +560,7 @@ class Worker:
                     out.append((sent, Outcome(job, "requeue")))
                 else:
                     out.append((sent, self.to_outcome(job, kind, text.format(code=code), elapsed)))
-            elif seq <= started:  # ran; its outcome was still in the executor
+            elif seq <= started:  # ended as the executor died, before its outcome was journaled: run again
                 series(job.queue, job.type).finished["requeued"].inc()
                 out.append((sent, Outcome(job, "requeue")))
             elif job.id in self.claimed:  # never started (and not given back already by a stop)
