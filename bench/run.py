@@ -550,6 +550,9 @@ def main() -> int:
     scenarios: dict[str, Callable[[], None]] = {
         "throughput-jobengine": lambda: jobengine_runs(1),
         "throughput-jobengine2": lambda: jobengine_runs(2),
+        # not a target: how far this machine goes with more workers than the 2-worker ratio asks for
+        "throughput-jobengine4": lambda: throughput("jobengine, 4 workers", runs, n,
+                                                    lambda: jobengine_throughput(n, 4)),
         "throughput-rq-simple": lambda: throughput("RQ SimpleWorker", runs, n,
                                                    lambda: rq_throughput(n, "rq.worker.SimpleWorker")),
         "throughput-rq-worker": lambda: throughput("RQ Worker (fork per job)", runs, rq_fork_n,
@@ -573,6 +576,7 @@ def main() -> int:
         "memory": mem,
     }
     aliases = {"jobengine": "throughput-jobengine", "jobengine2": "throughput-jobengine2",
+               "jobengine4": "throughput-jobengine4",
                "rq-simple": "throughput-rq-simple", "rq-worker": "throughput-rq-worker",
                "dramatiq": "throughput-dramatiq", "dramatiq1": "throughput-dramatiq1", "celery": "throughput-celery"}
     peer_keys = {"throughput-dramatiq", "throughput-dramatiq1", "throughput-celery", "latency-dramatiq",
@@ -639,6 +643,8 @@ def judge(results: list[dict[str, Any]], quick: bool = False) -> list[dict[str, 
         judged(one, f"{x:.1f}x RQ SimpleWorker", ">= 10x RQ SimpleWorker", x >= 10)
     if (x := ratio("jobengine, 2 workers", one)) is not None:
         judged("jobengine, 2 workers", f"{x:.2f}x 1 worker", ">= 1.7x 1 worker", x >= 1.7)
+    if (x := ratio("jobengine, 4 workers", one)) is not None:
+        judged("jobengine, 4 workers", f"{x:.2f}x 1 worker", "", None)
     for peer in ("RQ Worker (fork per job)", "Celery (solo pool)", *dram):
         if (x := ratio(one, peer)) is not None:
             judged(peer, f"jobengine 1 worker = {x:.1f}x", "", None)
