@@ -143,6 +143,24 @@ def test_a_finished_job_holds_under_4_kb_of_redis(r, producer, worker):
     assert 500 < per_job < 4000, per_job
 
 
+def test_executor_killed_while_idle_is_replaced_at_the_next_job(r, producer, worker):
+    """An idle worker's executor killed from outside (the OOM killer, RQ's kill-horse): the next batch
+    finds its pipe broken, goes back to the queue, and runs in a new executor."""
+    import psutil
+
+    def executors() -> list[psutil.Process]:  # (the other child is multiprocessing's resource tracker)
+        return [p for p in psutil.Process(worker.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+
+    assert wait_status(r, producer.submit("echo", {"message": "first"}), "finished")
+    (executor,) = executors()
+    executor.kill()
+    wait_for(lambda: executor.status() == psutil.STATUS_ZOMBIE, message="the executor to die")  # (not reaped)
+    job_id = producer.submit("echo", {"message": "second"})
+    wait_status(r, job_id, "finished")
+    assert worker.alive()
+    assert len(executors()) == 1 and executors()[0].pid != executor.pid
+
+
 def test_delayed_job_runs_at_its_time(r, producer, worker):
     start = time.time()
     job_id = producer.submit("echo", {"message": "later"}, delay_seconds=1.5)

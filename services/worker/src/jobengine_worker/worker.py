@@ -444,21 +444,26 @@ class Worker:
         ex.control.allow(ex.seq)
         slowest = 0.0
         try:
-            ex.conn.send_bytes(orjson.dumps(messages))
+            answered: list[tuple[Sent, Outcome]] = []
+            try:
+                ex.conn.send_bytes(orjson.dumps(messages))
+            except OSError:  # it died while idle (killed from outside): a new one, and the jobs go back
+                answered = self.executor_lost(ex, "error", "")
             for job in jobs:
                 if job.id in self.state.cancel_requests:
                     self.request_cancel(job.id)
-            while ex.inflight:
-                answered = self.await_answers(ex)
+            while True:
                 for done, outcome in answered:
                     outcome.trace = tracing.ids(done.traceparent)
                     label = {"requeue": "requeued", "release": "released"}.get(outcome.outcome, "failed")
                     tracing.end_run(done.span, outcome.metric or label, outcome.error)
                     self.pending.append(outcome)
                     slowest = max(slowest, outcome.run_seconds or 0.0)
-                if slowest > FAST_JOB_SECONDS and ex.inflight:
+                if not ex.inflight:  # (emptied too when the executor is lost: its replacement is idle)
+                    break
+                if slowest > FAST_JOB_SECONDS:
                     self.flush()  # a slow job's outcome is recorded now, not after the rest of the batch
-                ex = self.executor  # (respawned after a crash, a hard kill or the drain deadline)
+                answered = self.await_answers(ex)
         finally:
             for job in jobs:
                 series(job.queue, job.type).busy.set(0)
