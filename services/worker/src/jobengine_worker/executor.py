@@ -192,8 +192,8 @@ class Runner:
     def run(self, job: list[Any]) -> tuple[str, Any, float]:
         job_id, type_name, function, payload, timeout, attempt, queue = job[:7]
         global _current_seq
-        token = tracing.attach(job[7] if len(job) > 7 else None)
-        _current_seq = int(job[8]) if len(job) > 8 else 0
+        token = tracing.attach(job[7])
+        _current_seq = int(job[8])
         try:
             return self._run(job_id, type_name, function, payload, timeout, attempt, queue)
         finally:

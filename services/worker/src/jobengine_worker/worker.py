@@ -422,12 +422,14 @@ class Worker:
         now_wall = time.time()
         messages: list[list[Any]] = []
         sent: dict[int, Sent] = {}
+        busy = {series(job.queue, job.type).busy for job in jobs}  # one gauge a queue
+        for gauge in busy:
+            gauge.set(1)
         for job in jobs:
             s = series(job.queue, job.type)
             s.started.inc()
             if job.enqueued_at:
                 s.wait.observe(max(0.0, now_wall - job.enqueued_at))
-            s.busy.set(1)
             span = tracing.start_run(job_id=job.id, job_type=job.type, queue=job.queue, attempt=job.attempt,
                                      traceparent=job.traceparent, tracestate=job.tracestate,
                                      enqueued_at=job.enqueued_at, worker=self.name)
@@ -465,8 +467,8 @@ class Worker:
                     self.flush()  # a slow job's outcome is recorded now, not after the rest of the batch
                 answered = self.await_answers(ex)
         finally:
-            for job in jobs:
-                series(job.queue, job.type).busy.set(0)
+            for gauge in busy:
+                gauge.set(0)
             if not self.state.stopping:
                 metrics.WORKER_IDLE.set(1)
         return slowest
@@ -559,13 +561,10 @@ class Worker:
             left, ex.inflight = ex.inflight, {}
         for seq, sent in left.items():
             job = sent.job
-            if running is not None and seq == running[0]:
-                if kind == "requeue":
-                    series(job.queue, job.type).finished["requeued"].inc()
-                    out.append((sent, Outcome(job, "requeue")))
-                else:
-                    out.append((sent, self.to_outcome(job, kind, text.format(code=code), elapsed)))
-            elif seq <= started:  # ended as the executor died, before its outcome was journaled: run again
+            was_running = running is not None and seq == running[0]
+            if was_running and kind != "requeue":
+                out.append((sent, self.to_outcome(job, kind, text.format(code=code), elapsed)))
+            elif was_running or seq <= started:  # drained, or ended before its outcome was journaled: again
                 series(job.queue, job.type).finished["requeued"].inc()
                 out.append((sent, Outcome(job, "requeue")))
             elif job.id in self.claimed:  # never started (and not given back already by a stop)
