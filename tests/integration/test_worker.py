@@ -62,6 +62,26 @@ def test_priority_order_and_many_jobs(r, producer, start_worker):
     assert max(ended[j] for j in ids_high) <= min(ended[j] for j in ids_low)
 
 
+def test_a_busy_worker_makes_one_script_call_a_batch(r, producer, start_worker):
+    """A batch's outcomes are written by the same script call that claims the next batch."""
+    from jobengine.producer import JobSpec
+
+    ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(960)])
+    r.config_resetstat()
+    t0 = time.monotonic()
+    start_worker(JOBENGINE_BATCH_SIZE="16", JOBENGINE_HEARTBEAT_SECONDS="30",
+                 JOBENGINE_ABANDONED_AFTER_SECONDS="60")
+    for job_id in ids:
+        wait_status(r, job_id, "finished")
+    elapsed = time.monotonic() - t0
+    calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
+    # the claims that returned jobs: each job's execution id is '<claim prefix>-<n>'
+    batches = len({r.hget(f"rq:job:{job_id}", "jobengine_claim").rsplit(b"-", 1)[0] for job_id in ids})
+    # one call a batch, plus the timers' (a schedule and an idle claim a second, a recover a heartbeat); two
+    # calls a batch (claim, then complete) would be about twice as many
+    assert calls <= batches + 3 * (int(elapsed) + 3), (calls, batches, elapsed)
+
+
 def test_retry_with_backoff_then_success(r, producer, worker):
     policy = RetryPolicy(max_retries=3, base_delay=0.4, factor=2.0, jitter=0.0)
     job_id = producer.submit("echo", {"message": "hi", "fail_attempts": 2}, retry=policy)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-SCRIPT_NAMES = ("enqueue", "claim", "complete", "recover", "schedule", "cancel", "requeue")
+SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue")
 
 
 INCLUDE = "--!include "
@@ -31,6 +31,7 @@ class Scripts:
     enqueue: Any
     claim: Any
     complete: Any
+    complete_claim: Any
     recover: Any
     schedule: Any
     cancel: Any

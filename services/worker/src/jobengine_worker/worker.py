@@ -1,6 +1,6 @@
 """The worker supervisor: claims jobs in batches, hands each batch to the executor process in one
-message, records a batch's outcomes in one round trip, renews its claims, moves due jobs, recovers the jobs
-of dead workers, and drains on SIGTERM.
+message, records a batch's outcomes in the round trip that claims the next batch (complete_claim.lua),
+renews its claims, moves due jobs, recovers the jobs of dead workers, and drains on SIGTERM.
 
 Everything it writes is RQ's data model (job hash, StartedJobRegistry, results stream, finished
 and failed registries, worker keys), so `rq info` and RQ's registries see the same state.
@@ -117,6 +117,14 @@ class Outcome:
     run_seconds: float | None = None
     error: str = ""  # exception text of a failed run (for its span)
     trace: dict[str, str] = field(default_factory=dict)  # trace_id, span_id of the run, for the log line
+
+
+def outcome_args(batch: list[Outcome]) -> list[Any]:
+    """complete.lua's 6 arguments a job."""
+    args: list[Any] = []
+    for o in batch:
+        args += (o.job.id, o.job.queue, o.job.execution, o.outcome, o.value, o.arg)
+    return args
 
 
 @dataclass
@@ -338,19 +346,30 @@ class Worker:
 
     # ----- claiming -----
     def claim(self) -> list[Claimed] | None:
-        """Claim up to claim_size jobs; [] when none wait, None on a Redis error."""
+        """Record the outcomes held and claim up to claim_size jobs, in one round trip; [] when none wait,
+        None on a Redis error (the outcomes are kept and written at the next try)."""
         if time.monotonic() < self.redis_backoff:
             time.sleep(max(0.0, min(0.5, self.redis_backoff - time.monotonic())))
             return None
         self.exec_seq += 1
         prefix = f"{self.session}{self.exec_seq:x}-"
+        expiry = time.time() + self.settings.abandoned_after_seconds
+        done = list(self.pending)
         try:
-            rows = self.scripts.claim(args=[time.time() + self.settings.abandoned_after_seconds, utcnow_str(),
-                                            self.name, prefix, self.claim_size, *self.queues])
+            if done:
+                statuses, rows = self.scripts.complete_claim(args=[
+                    time.time(), utcnow_str(), self.name, expiry, prefix, self.claim_size, len(self.queues),
+                    *self.queues, *outcome_args(done)])
+            else:
+                rows = self.scripts.claim(args=[expiry, utcnow_str(), self.name, prefix, self.claim_size,
+                                                *self.queues])
             self._last_delay = 0.05
         except TRANSIENT_ERRORS as exc:
             self.redis_error(exc)
             return None
+        if done:  # before the new batch is held: a requeued job may be claimed again at once
+            del self.pending[: len(done)]
+            self.recorded(done, statuses)
         batch = [Claimed.from_reply(row) for row in rows]
         for job in batch:
             self.claimed[job.id] = job
@@ -412,7 +431,7 @@ class Worker:
                 self.pending.extend(Outcome(j, "release") for j in todo[first:] if j.id in self.claimed)
                 break
             slowest = max(slowest, self.run_batch(todo[first : first + step]))
-        self.flush()
+        # (the outcomes held are written with the next claim, in one round trip)
         self.claim_size = min(self.settings.batch_size, self.claim_size * 2) if slowest < FAST_JOB_SECONDS else 1
 
     def run_batch(self, jobs: list[Claimed]) -> float:
@@ -625,10 +644,8 @@ class Worker:
 
     def write_outcomes(self, batch: list[Outcome]) -> list[Any]:
         """One complete.lua call for the whole batch: one round trip."""
-        args: list[Any] = [time.time(), utcnow_str(), self.name]
-        for o in batch:
-            args += (o.job.id, o.job.queue, o.job.execution, o.outcome, o.value, o.arg)
-        return self.scripts.complete(args=args)  # type: ignore[no-any-return]
+        return self.scripts.complete(args=[time.time(), utcnow_str(), self.name,  # type: ignore[no-any-return]
+                                           *outcome_args(batch)])
 
     def recorded(self, batch: list[Outcome], replies: list[Any]) -> None:
         for o, status in zip(batch, replies):

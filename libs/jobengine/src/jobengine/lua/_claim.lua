@@ -1,0 +1,47 @@
+-- Included by claim.lua and complete_claim.lua (scripts.py inlines it where they say --!include).
+-- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
+-- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
+-- under '<job_id>:<execution_id>', scored by `expiry` (epoch s), when the claim lapses unless renewed.
+-- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
+-- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl, traceparent
+local function claim_jobs(expiry, stamp, worker, prefix, limit, queues)
+  local out = {}
+  local n = 0
+  for _, q in ipairs(queues) do
+    local qkey = 'rq:queue:' .. q
+    local wip = {}  -- score, member pairs for one ZADD a queue
+    while n < limit do
+      local ids = redis.call('LPOP', qkey, limit - n)
+      if not ids then break end
+      for _, id in ipairs(ids) do
+        local jk = 'rq:job:' .. id
+        local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
+                             'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
+                             'failure_ttl', 'traceparent', 'jobengine_attempts')
+        if f[1] == 'queued' and not f[2] then
+          n = n + 1
+          local exec = prefix .. n
+          local attempts = (tonumber(f[14]) or 0) + 1
+          redis.call('HSET', jk, 'status', 'started', 'started_at', stamp, 'ended_at', '',
+                     'worker_name', worker, 'last_heartbeat', stamp, 'jobengine_claim', exec,
+                     'jobengine_attempts', attempts)
+          redis.call('PERSIST', jk)
+          wip[#wip + 1] = expiry
+          wip[#wip + 1] = id .. ':' .. exec
+          out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12],
+                           f[13]}
+        end
+      end
+    end
+    if #wip > 0 then redis.call('ZADD', 'rq:wip:' .. q, unpack(wip)) end
+    if n >= limit then
+      -- more may be waiting: pass the wake-up on to another idle worker
+      if redis.call('LLEN', qkey) > 0 then
+        redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
+        redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
+      end
+      break
+    end
+  end
+  return out
+end

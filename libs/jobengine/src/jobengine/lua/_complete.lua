@@ -1,0 +1,88 @@
+-- Included by complete.lua and complete_claim.lua (scripts.py inlines it where they say --!include);
+-- needs _uncount.lua included before it.
+-- Record one claimed job's outcome: now (epoch s), stamp (RQ timestamp), worker name, job id, queue,
+-- execution id, outcome, value, arg as described in complete.lua. Returns the job's new status.
+local function notify(q)
+  redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
+  redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
+end
+
+local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg)
+  local jk = 'rq:job:' .. id
+  local results = 'rq:results:' .. id
+  redis.call('ZREM', 'rq:wip:' .. q, id .. ':' .. exec)
+  local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog')
+  if not f[1] then return 'gone' end
+  if f[2] == 'done:' .. exec then return 'dup' end
+  if f[2] ~= exec then
+    -- Our claim was recovered while we ran: keep a result rather than run the job again.
+    if outcome == 'release' or outcome == 'requeue' then return 'lost' end
+    if f[1] == 'queued' then
+      redis.call('LREM', 'rq:queue:' .. q, 1, id)
+    elseif f[1] == 'scheduled' then
+      redis.call('ZREM', 'rq:scheduled:' .. q, id)
+    else
+      return 'lost'
+    end
+  end
+  if f[3] and (outcome == 'retry' or outcome == 'requeue' or outcome == 'release') then
+    outcome = 'canceled'  -- a cancel asked for while it ran wins over running it again
+  end
+
+  local status
+  if outcome == 'finished' then
+    local ttl = tonumber(arg)
+    redis.call('HSET', jk, 'status', 'finished', 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '1', 'worker_name', worker,
+               'return_value', value, 'execution_id', exec)
+    redis.call('EXPIRE', jk, ttl)
+    redis.call('EXPIRE', results, ttl)
+    redis.call('ZADD', 'rq:finished:' .. q, now + ttl, id)
+    uncount(jk, f[4])
+    status = 'finished'
+  elseif outcome == 'failed' or outcome == 'canceled' then
+    local ttl = tonumber(arg)
+    local rtype = '2'
+    status = 'failed'
+    local registry = 'rq:failed:' .. q
+    if outcome == 'canceled' then
+      rtype = '3'
+      status = 'canceled'
+      registry = 'rq:canceled:' .. q
+    end
+    redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', rtype, 'worker_name', worker,
+               'exc_string', value, 'execution_id', exec)
+    redis.call('EXPIRE', jk, ttl)
+    redis.call('EXPIRE', results, ttl)
+    redis.call('ZADD', registry, now + ttl, id)
+    uncount(jk, f[4])
+  elseif outcome == 'retry' then
+    local run_at = tonumber(arg)
+    redis.call('HINCRBY', jk, 'retries_left', -1)
+    redis.call('HINCRBY', jk, 'number_of_retries', 1)
+    redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', worker,
+               'exc_string', value, 'execution_id', exec)
+    if run_at > now then
+      redis.call('HSET', jk, 'status', 'scheduled', 'worker_name', '', 'jobengine_claim', 'done:' .. exec)
+      redis.call('ZADD', 'rq:scheduled:' .. q, run_at, id)
+      return 'scheduled'
+    end
+    redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'jobengine_claim', 'done:' .. exec,
+               'enqueued_at', stamp)
+    redis.call('RPUSH', 'rq:queue:' .. q, id)
+    notify(q)
+    return 'queued'
+  elseif outcome == 'requeue' or outcome == 'release' then
+    if outcome == 'release' then redis.call('HINCRBY', jk, 'jobengine_attempts', -1) end
+    redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim',
+               'done:' .. exec)
+    redis.call('LPUSH', 'rq:queue:' .. q, id)
+    notify(q)
+    return 'queued'
+  else
+    return 'unknown outcome ' .. outcome
+  end
+  redis.call('PUBLISH', 'jobengine:done:' .. id, status)
+  return status
+end

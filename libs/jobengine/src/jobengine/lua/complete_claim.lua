@@ -1,0 +1,19 @@
+-- A busy worker's step, in one round trip: record the outcomes of the batch it ran (as complete.lua),
+-- then claim its next batch (as claim.lua). One visit to Redis a batch instead of two.
+-- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name  ARGV[4] claim expiry (epoch s)
+-- ARGV[5] execution id prefix  ARGV[6] max jobs to claim  ARGV[7] number of queues Q
+-- ARGV[8 .. 7+Q] queue names, highest priority first; then 6 arguments per outcome, as in complete.lua
+-- Returns {statuses (one per outcome, as complete.lua), claimed jobs (as claim.lua)}
+
+--!include _uncount
+--!include _complete
+--!include _claim
+
+local now, stamp, worker = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local nq = tonumber(ARGV[7])
+local statuses = {}
+for i = 8 + nq, #ARGV, 6 do
+  statuses[#statuses + 1] = complete_job(now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                                         ARGV[i + 4], ARGV[i + 5])
+end
+return {statuses, claim_jobs(ARGV[4], stamp, worker, ARGV[5], tonumber(ARGV[6]), {unpack(ARGV, 8, 7 + nq)})}
