@@ -36,8 +36,8 @@ def main(json_path: str, png_path: str) -> None:
     with open(json_path) as f:
         run = json.load(f)
     results = run["results"]
-    throughput = sorted(((r["engine"], r["value"]) for r in results if r["scenario"] == "throughput"),
-                        key=lambda item: item[1])
+    throughput = sorted(((r["engine"], r["value"]) for r in results
+                         if r["scenario"] == "throughput" and r["unit"] == "jobs/s"), key=lambda item: item[1])
     latency = latency_pairs(results)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ MAIN_PY = sys.executable
 BENCH_PY = str(ROOT / ".venv-bench" / "bin" / "python")
 RESULTS: list[dict[str, Any]] = []
 CHUNK = 1000  # jobs per submit_many call: the API's largest batch
+MACHINE_2CORE = "machine: 2 CPU-bound processes / 1"
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:
@@ -446,6 +448,36 @@ def memory(n: int) -> dict[str, float]:
                 "stored": results_stored(client, "rq:finished:default")}
 
 
+# ----- the machine's own two-core ceiling -----
+SPIN_LOOPS = 3_000_000  # about half a second of one core
+
+
+def _spin(cpu: int, out: Any) -> None:
+    os.sched_setaffinity(0, {cpu})
+    t0, x = time.perf_counter(), 0
+    for i in range(SPIN_LOOPS):
+        x += i ^ 3
+    out.put(time.perf_counter() - t0)
+
+
+def two_core_ratio() -> float:
+    """CPU-bound work done per second by two processes on two cores over one process alone (runs 1, 2, 1).
+    On a dedicated 2-core machine it is 2.0; on this shared VM the second core is often slower (its
+    host sibling busy), so this is the ceiling of any two-process figure measured at the same moment."""
+    ctx = multiprocessing.get_context("fork")
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for count in (1, 2, 1):
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_spin, args=(cpus[k], out)) for k in range(count)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        times[count].append(max(out.get() for _ in procs))
+    return 2 * statistics.mean(times[1]) / times[2][0]
+
+
 # ----- table -----
 def record(scenario: str, engine: str, value: float, unit: str, **extra: Any) -> None:
     RESULTS.append({"scenario": scenario, "engine": engine, "value": round(value, 2), "unit": unit, **extra})
@@ -522,13 +554,20 @@ def main() -> int:
         record("scale", f"Redis bytes per waiting job ({waiting:,})", s["per_job"], "B")
 
     pairs: list[tuple[tuple[float, int], tuple[float, int]]] = []
+    ceilings: list[float] = []
 
     def jobengine_pairs() -> list[tuple[tuple[float, int], tuple[float, int]]]:
         """1 worker and 2 workers run in turns (1, 2, 1, 2, ...): the 2-worker ratio compares runs taken
-        side by side, so a slow minute of the machine weighs on both. Five pairs in a full run."""
+        side by side, so a slow minute of the machine weighs on both. Five pairs in a full run, each
+        beside the machine's own two-core ratio, measured just before it."""
         if not pairs:
             for _ in range(1 if quick else 5):
+                if len(os.sched_getaffinity(0)) >= 2:
+                    ceilings.append(two_core_ratio())
                 pairs.append((jobengine_throughput(n, 1), jobengine_throughput(n, 2)))
+            if ceilings:
+                record("throughput", MACHINE_2CORE, statistics.median(ceilings), "x",
+                       runs=[round(c, 2) for c in ceilings])
         return pairs
 
     def jobengine_runs(workers: int) -> None:
@@ -643,6 +682,8 @@ def judge(results: list[dict[str, Any]], quick: bool = False) -> list[dict[str, 
         judged(one, f"{x:.1f}x RQ SimpleWorker", ">= 10x RQ SimpleWorker", x >= 10)
     if (x := ratio("jobengine, 2 workers", one)) is not None:
         judged("jobengine, 2 workers", f"{x:.2f}x 1 worker", ">= 1.7x 1 worker", x >= 1.7)
+    if MACHINE_2CORE in by:
+        judged(MACHINE_2CORE, "", "(the ceiling of the 2-worker ratio, measured beside it; not judged)", None)
     if (x := ratio("jobengine, 4 workers", one)) is not None:
         judged("jobengine, 4 workers", f"{x:.2f}x 1 worker", "", None)
     for peer in ("RQ Worker (fork per job)", "Celery (solo pool)", *dram):
