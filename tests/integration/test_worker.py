@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 
 from jobengine.catalog import RetryPolicy, discover
 from jobengine.jobdata import decode_result_entry
-from jobengine.producer import Producer
+from jobengine.producer import JobSpec, Producer
 from jobengine.scripts import Scripts
 from tests.conftest import wait_for
 
@@ -51,8 +51,6 @@ def test_seed_example_runs_and_rq_reads_the_outcome(r, producer, worker):
 
 
 def test_priority_order_and_many_jobs(r, producer, start_worker):
-    from jobengine.producer import JobSpec
-
     ids_low = producer.submit_many([JobSpec("echo", {"message": f"l{i}"}, queue="low") for i in range(50)])
     ids_high = producer.submit_many([JobSpec("echo", {"message": f"h{i}"}, queue="high") for i in range(50)])
     start_worker()
@@ -64,8 +62,6 @@ def test_priority_order_and_many_jobs(r, producer, start_worker):
 
 def test_a_busy_worker_makes_one_script_call_a_batch(r, producer, start_worker):
     """A batch's outcomes are written by the same script call that claims the next batch."""
-    from jobengine.producer import JobSpec
-
     ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(960)])
     r.config_resetstat()
     t0 = time.monotonic()
@@ -135,8 +131,6 @@ def test_crash_in_the_middle_of_a_batch(r, producer, worker, redis_url):
     """Fast jobs go to the executor in batches (claims of 1, 2, 4, 8, 16: job 20 sits in the middle of
     the fifth). Its crash costs the batch's other jobs nothing: those it ran before keep their outcomes
     (journaled in shared memory as each ended), those after it run once, in the new executor."""
-    from jobengine.producer import JobSpec
-
     specs = [JobSpec("counted", {"seconds": 0, "counter_url": redis_url}) for _ in range(40)]
     specs[20] = JobSpec("crash", {"counter_url": redis_url})
     ids = producer.submit_many(specs)
@@ -153,8 +147,6 @@ def test_a_finished_job_holds_under_4_kb_of_redis(r, producer, worker):
     """A finished job keeps its hash, its result stream, a registry and an index entry for its result
     TTL. Redis preallocates each new stream's node (4 KB by default): the embedded Redis, like the chart's,
     sets stream-node-max-bytes 512, so a finished echo job costs about 3.4 KB, not 7."""
-    from jobengine.producer import JobSpec
-
     assert r.config_get("stream-node-max-bytes")["stream-node-max-bytes"] == "512"
     before = r.info("memory")["used_memory"]
     ids = producer.submit_many([JobSpec("echo", {"message": f"m{i}"}) for i in range(2000)])
@@ -206,6 +198,39 @@ def test_cancel_running_job(r, producer, worker):
     assert worker.alive()
     after = producer.submit("echo", {"message": "next"})
     wait_status(r, after, "finished")
+
+
+def grown_batch(producer: Producer, last: list[JobSpec]) -> list[str]:
+    """Submit fast jobs, then `last`: the worker's claims grow (1, 2, 4, 8, 16) on the fast jobs, so
+    `last` is claimed in one batch with the fast jobs before it. Returns the ids of `last`."""
+    specs = [JobSpec("echo", {"message": str(i)}) for i in range(40)]
+    return producer.submit_many(specs + last)[-len(last):]
+
+
+def same_batch(r: redis.Redis, *job_ids: str) -> bool:
+    return len({r.hget(f"rq:job:{j}", "jobengine_claim").rsplit(b"-", 1)[0] for j in job_ids}) == 1
+
+
+def test_a_quick_jobs_result_does_not_wait_for_a_slow_job_after_it(r, producer, start_worker):
+    quick, slow = grown_batch(producer, [JobSpec("echo", {"message": "q"}), JobSpec("sleep", {"seconds": 30})])
+    start_worker()
+    wait_status(r, slow, "started")
+    assert same_batch(r, quick, slow), "precondition: both claimed in one batch"
+    wait_status(r, quick, "finished", timeout=5)
+    assert status(r, slow) == "started"
+
+
+def test_cancels_of_two_jobs_of_one_batch_both_take_effect(r, producer, start_worker):
+    """The cancel of a job later in the executor's batch must not hold back the cancel of the job
+    running before it (jobs of one batch run in order; the executor has one cancel cell)."""
+    first, second = grown_batch(producer, [JobSpec("sleep", {"seconds": 30}), JobSpec("sleep", {"seconds": 30})])
+    start_worker()
+    wait_status(r, first, "started")
+    assert same_batch(r, first, second), "precondition: both sleep jobs claimed in one batch"
+    assert cancel(r, second) == "stopping"  # the later one first
+    assert cancel(r, first) == "stopping"
+    wait_status(r, first, "canceled", timeout=5)
+    wait_status(r, second, "canceled", timeout=5)
 
 
 def test_cancel_of_a_job_ignoring_it_kills_its_process(r, producer, start_worker):
@@ -263,8 +288,6 @@ def test_sigkill_mid_job_is_recovered_by_another_worker(r, producer, start_worke
 def test_sigkill_mid_batch_loses_no_job(r, producer, start_worker, redis_url):
     """The fast path holds a claimed batch and unflushed outcomes in memory: a SIGKILL in the middle of
     a batch must still end with every job finished once its result is stored (at least once)."""
-    from jobengine.producer import JobSpec
-
     ids = producer.submit_many([JobSpec("sleep", {"seconds": 0.01}) for _ in range(400)])
     doomed = start_worker(JOBENGINE_QUEUES="default")
     wait_for(lambda: r.zcard("rq:finished:default") >= 40, message="some jobs to finish")
@@ -296,8 +319,6 @@ def test_redis_restart_under_an_idle_and_a_busy_worker(r, producer, worker, redi
 
 
 def test_hard_redis_restart_loses_no_accepted_job(r, producer, worker, redis_server, redis_url):
-    from jobengine.producer import JobSpec
-
     ids = producer.submit_many([JobSpec("counted", {"seconds": 0.03, "counter_url": redis_url})
                                 for _ in range(100)])
     time.sleep(1.2)  # appendfsync everysec: what was accepted a second ago is on disk

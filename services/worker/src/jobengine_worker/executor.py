@@ -13,7 +13,9 @@ Protocol over a pipe, JSON (orjson) both ways, never pickle:
            skipped (not started: the supervisor stopped the batch, see Control)
      A report goes out when the batch is done, and mid-batch once REPORT_SECONDS have passed since the
      last one, so a slow job's outcome is never held back by the jobs after it. Each outcome is also
-     journaled in shared memory as its job ends, so the executor's death loses none (see Control).
+     journaled in shared memory as its job ends, so the executor's death loses none (see Control), and
+     the outcomes held while a later job of the batch runs long are read there by the supervisor after
+     REPORT_SECONDS without a report: a quick job's outcome does not wait for a slow job after it.
 Batches of fast jobs cost two pipe wake-ups for the whole batch instead of two a job. The supervisor
 still sees which job runs, and since when, through Control (shared memory), for the hard timeout, the
 drain and cancel.
@@ -21,6 +23,8 @@ drain and cancel.
 Cancel: the supervisor writes the number of the job to cancel into Control, then sends SIGUSR1. The
 executor cancels only when that number is the job it runs, and checks it again as each job starts: a
 signal that lands before the job starts still cancels it, and a late signal never cancels the next one.
+With cancels asked for several jobs of a batch, the supervisor points the cell at the first of them (they
+run in order) and at the next one as each ends.
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ class Control:
         return (int(seq), at) if running else None
 
     def journaled(self) -> list[list[Any]]:
-        """The outcomes written since the last report (read once the executor is dead)."""
+        """The outcomes written since the last report (read once the executor is dead, or while it runs a
+        job: it writes the journal only between jobs)."""
         data = self.journal[: int(self.cells[self.JOURNAL])]
         return [orjson.loads(line) for line in data.split(b"\n") if line]
 

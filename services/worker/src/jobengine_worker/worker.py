@@ -146,6 +146,21 @@ class Executor:
     inflight: dict[int, Sent] = field(default_factory=dict)  # seq -> job sent and not answered, in order
     cancel_seq: int = 0  # the job a cancel was signalled for, and when
     cancel_sent: float = 0.0
+    journal_read: int = 0  # the running job during which its batch's held outcomes were last read
+
+    def held_outcomes(self) -> list[list[Any]]:
+        """The outcomes the executor holds back (journaled, not yet reported) while it runs a later job
+        of the batch, so a fast job's result does not wait for a slow job after it. Read once a running
+        job: the executor writes its journal only between jobs, so the same job before and after the
+        read means an intact read."""
+        running = self.control.running()
+        if running is None or running[0] == self.journal_read:
+            return []
+        held = self.control.journaled()
+        if self.control.running() != running:
+            return []  # it moved on meanwhile: the next report has them
+        self.journal_read = running[0]
+        return held
 
     def current(self) -> tuple[int, Claimed, float] | None:
         """(seq, job, monotonic start) of the job the executor runs now."""
@@ -399,20 +414,26 @@ class Worker:
         return Executor(process=process, conn=parent, control=control, pid=int(ready[1]))
 
     def request_cancel(self, job_id: str) -> None:
-        """Called from the command thread or the heartbeat: stop the job if it is running."""
+        """Called from the command thread or the heartbeat: stop the job if it is running (or sent to the
+        executor: it is then canceled as it starts); a job not sent yet is canceled before it is sent."""
         with self._lock:
             self.state.cancel_requests.add(job_id)
-            ex = self.executor
-            if ex is None or (ex.cancel_sent and ex.cancel_seq in ex.inflight):
-                return  # one cancel signalled at a time; the heartbeat asks again for the job then running
-            seq = next((n for n, sent in ex.inflight.items() if sent.job.id == job_id), 0)
-            if seq:  # sent to the executor: running, or waiting behind the batch's earlier jobs
-                ex.cancel_seq, ex.cancel_sent = seq, time.monotonic()
-                ex.control.cancel(seq)
-                try:
-                    os.kill(ex.pid, signal.SIGUSR1)
-                except ProcessLookupError:
-                    pass
+            if self.executor is not None:
+                self.signal_cancel(self.executor)
+
+    def signal_cancel(self, ex: Executor) -> None:
+        """Point the executor's one cancel cell at the first job sent with a cancel asked for (a batch runs
+        in order, so that job runs before the others), and signal it. Called under the lock, on each
+        request and as each answer arrives, so the next one is signalled once the earlier one is done."""
+        seq = min((n for n, sent in ex.inflight.items() if sent.job.id in self.state.cancel_requests), default=0)
+        if not seq or seq == ex.cancel_seq:
+            return  # nothing to cancel, or signalled already
+        ex.cancel_seq, ex.cancel_sent = seq, time.monotonic()
+        ex.control.cancel(seq)
+        try:
+            os.kill(ex.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
 
     def execute(self, batch: list[Claimed]) -> None:
         todo: list[Claimed] = []
@@ -461,18 +482,19 @@ class Worker:
                              traceparent, ex.seq])
         metrics.WORKER_IDLE.set(0)
         with self._lock:
-            ex.inflight, ex.cancel_seq, ex.cancel_sent = sent, 0, 0.0
+            ex.inflight, ex.cancel_seq, ex.cancel_sent, ex.journal_read = sent, 0, 0.0, 0
         ex.control.allow(ex.seq)
         slowest = 0.0
+        begun = time.monotonic()
         try:
             answered: list[tuple[Sent, Outcome]] = []
             try:
                 ex.conn.send_bytes(orjson.dumps(messages))
             except OSError:  # it died while idle (killed from outside): a new one, and the jobs go back
                 answered = self.executor_lost(ex, "error", "")
-            for job in jobs:
-                if job.id in self.state.cancel_requests:
-                    self.request_cancel(job.id)
+            if self.state.cancel_requests:  # asked for while the batch was prepared
+                with self._lock:
+                    self.signal_cancel(ex)
             while True:
                 for done, outcome in answered:
                     outcome.trace = tracing.ids(done.traceparent)
@@ -482,8 +504,8 @@ class Worker:
                     slowest = max(slowest, outcome.run_seconds or 0.0)
                 if not ex.inflight:  # (emptied too when the executor is lost: its replacement is idle)
                     break
-                if slowest > FAST_JOB_SECONDS:
-                    self.flush()  # a slow job's outcome is recorded now, not after the rest of the batch
+                if answered and time.monotonic() - begun > FAST_JOB_SECONDS:
+                    self.flush()  # a batch that runs long: outcomes are recorded as they come, not at its end
                 answered = self.await_answers(ex)
         finally:
             for gauge in busy:
@@ -508,7 +530,8 @@ class Worker:
             if current is not None and ex.cancel_sent and current[0] == ex.cancel_seq:
                 wake = min(wake, max(ex.cancel_sent, current[2]) + self.settings.hard_kill_grace_seconds)
             try:
-                ready = ex.conn.poll(max(0.0, wake - now))
+                # no report for a while: the executor may hold outcomes while it runs a slow job
+                ready = ex.conn.poll(max(0.0, min(wake, now + executor.REPORT_SECONDS) - now))
             except (EOFError, OSError):
                 ready = True
             if ready:
@@ -517,6 +540,8 @@ class Worker:
                 except (EOFError, OSError):
                     return self.executor_lost(ex, "error", "WorkerCrash: the job's process died (exit code {code})")
                 return self.answers(ex, results)
+            if held := self.answers(ex, ex.held_outcomes()):
+                return held
             now = time.monotonic()
             current = ex.current()
             if self.state.stopping and (self.state.force or now >= self.state.drain_deadline):
@@ -544,6 +569,11 @@ class Worker:
         out: list[tuple[Sent, Outcome]] = []
         with self._lock:
             done = [(ex.inflight.pop(int(r[0]), None), r) for r in results]
+            if done and self.state.cancel_requests:
+                for sent, _ in done:
+                    if sent is not None:
+                        self.state.cancel_requests.discard(sent.job.id)
+                self.signal_cancel(ex)
         for sent, (_, _, kind, value, seconds) in done:
             if sent is None:
                 continue
