@@ -208,7 +208,9 @@ def grown_batch(producer: Producer, last: list[JobSpec]) -> list[str]:
 
 
 def same_batch(r: redis.Redis, *job_ids: str) -> bool:
-    return len({r.hget(f"rq:job:{j}", "jobengine_claim").rsplit(b"-", 1)[0] for j in job_ids}) == 1
+    """Claimed by one claim: their execution ids ('<claim prefix>-<n>', 'done:...' once ended) share a prefix."""
+    claims = [r.hget(f"rq:job:{j}", "jobengine_claim").removeprefix(b"done:") for j in job_ids]
+    return len({c.rsplit(b"-", 1)[0] for c in claims}) == 1
 
 
 def test_a_quick_jobs_result_does_not_wait_for_a_slow_job_after_it(r, producer, start_worker):
@@ -330,3 +332,18 @@ def test_hard_redis_restart_loses_no_accepted_job(r, producer, worker, redis_ser
         wait_status(r2, job_id, "finished", timeout=30)
     assert worker.alive()
     r2.close()
+
+
+def test_cancels_of_jobs_the_worker_no_longer_holds_are_forgotten(redis_url, monkeypatch):
+    """A cancel that reaches the worker after its job ended is dropped at the next heartbeat, so a
+    long-lived worker does not accumulate them."""
+    from jobengine.settings import Settings
+    from jobengine_worker.worker import Worker
+
+    monkeypatch.setenv("JOBENGINE_REDIS_URL", redis_url)
+    monkeypatch.setenv("JOBENGINE_METRICS_PORT", "0")
+    settings = Settings()
+    worker = Worker(settings, discover(["tests.support.jobs"]))
+    worker.request_cancel("ended-before-the-cancel")
+    worker.heartbeat()
+    assert worker.state.cancel_requests == set()

@@ -291,6 +291,8 @@ class Worker:
         now = time.time()
         expiry = now + self.settings.abandoned_after_seconds
         key = keys.worker(self.name)
+        with self._lock:  # cancels of jobs no longer held (ended before the cancel came): nothing to stop
+            self.state.cancel_requests.intersection_update(self.claimed)
         running = self.executor.current() if self.executor else None
         current = running[1] if running else None
         with self.redis.pipeline(transaction=False) as pipe:
