@@ -245,7 +245,7 @@ def test_cancel_of_a_job_ignoring_it_kills_its_process(r, producer, start_worker
 
 def test_sigterm_lets_the_running_job_finish(r, producer, worker, redis_url):
     job_id = producer.submit("counted", {"seconds": 1.5, "counter_url": redis_url})
-    wait_status(r, job_id, "started")
+    wait_for(lambda: r.get(f"test:runs:{job_id}"), message="the job to be running")  # not only claimed
     waiting = producer.submit("echo", {"message": "stays queued"})
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0
@@ -258,7 +258,7 @@ def test_sigterm_lets_the_running_job_finish(r, producer, worker, redis_url):
 def test_sigterm_past_the_drain_deadline_returns_the_job_to_its_queue(r, producer, start_worker, redis_url):
     first = start_worker(JOBENGINE_DRAIN_SECONDS="0.5")
     job_id = producer.submit("counted", {"seconds": 4, "counter_url": redis_url})
-    wait_status(r, job_id, "started")
+    wait_for(lambda: r.get(f"test:runs:{job_id}"), message="the job to be running")  # not only claimed
     first.signal(signal.SIGTERM)
     assert first.wait(10) == 0
     assert status(r, job_id) == "queued"
