@@ -148,6 +148,11 @@ class Executor:
     cancel_sent: float = 0.0
     journal_read: int = 0  # the running job during which its batch's held outcomes were last read
 
+    def may_hold_outcomes(self) -> bool:
+        """A job runs whose batch's held outcomes (see held_outcomes) have not been read yet."""
+        running = self.control.running()
+        return running is not None and running[0] != self.journal_read
+
     def held_outcomes(self) -> list[list[Any]]:
         """The outcomes the executor holds back (journaled, not yet reported) while it runs a later job
         of the batch, so a fast job's result does not wait for a slow job after it. Read once a running
@@ -532,8 +537,9 @@ class Worker:
             if current is not None and ex.cancel_sent and current[0] == ex.cancel_seq:
                 wake = min(wake, max(ex.cancel_sent, current[2]) + self.settings.hard_kill_grace_seconds)
             try:
-                # no report for a while: the executor may hold outcomes while it runs a slow job
-                ready = ex.conn.poll(max(0.0, min(wake, now + executor.REPORT_SECONDS) - now))
+                if ex.may_hold_outcomes():  # read them if no report comes within REPORT_SECONDS
+                    wake = min(wake, now + executor.REPORT_SECONDS)
+                ready = ex.conn.poll(max(0.0, wake - now))
             except (EOFError, OSError):
                 ready = True
             if ready:
@@ -572,10 +578,7 @@ class Worker:
         with self._lock:
             done = [(ex.inflight.pop(int(r[0]), None), r) for r in results]
             if done and self.state.cancel_requests:
-                for sent, _ in done:
-                    if sent is not None:
-                        self.state.cancel_requests.discard(sent.job.id)
-                self.signal_cancel(ex)
+                self.signal_cancel(ex)  # the next job of the batch with a cancel asked for, if any
         for sent, (_, _, kind, value, seconds) in done:
             if sent is None:
                 continue

@@ -1,7 +1,8 @@
 -- Included by complete.lua and complete_claim.lua (scripts.py inlines it where they say --!include);
 -- needs _uncount.lua included before it.
--- Record one claimed job's outcome: now (epoch s), stamp (RQ timestamp), worker name, job id, queue,
--- execution id, outcome, value, arg as described in complete.lua. Returns the job's new status.
+-- complete_job records one claimed job's outcome: now (epoch s), stamp (RQ timestamp), worker name, job id,
+-- queue, execution id, outcome, value, arg as described in complete.lua; returns the job's new status.
+-- complete_from records the outcomes given in ARGV from index `first` on, 6 arguments each.
 local function notify(q)
   redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
   redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
@@ -85,4 +86,13 @@ local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg
   end
   redis.call('PUBLISH', 'jobengine:done:' .. id, status)
   return status
+end
+
+local function complete_from(now, stamp, worker, first)
+  local statuses = {}
+  for i = first, #ARGV, 6 do
+    statuses[#statuses + 1] = complete_job(now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                                           ARGV[i + 4], ARGV[i + 5])
+  end
+  return statuses
 end

@@ -9,10 +9,4 @@
 --!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 --!include _complete
 
-local now, stamp, worker = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local out = {}
-for i = 4, #ARGV, 6 do
-  out[#out + 1] = complete_job(now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-                               ARGV[i + 5])
-end
-return out
+return complete_from(tonumber(ARGV[1]), ARGV[2], ARGV[3], 4)

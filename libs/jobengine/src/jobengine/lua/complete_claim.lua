@@ -9,11 +9,6 @@
 --!include _complete
 --!include _claim
 
-local now, stamp, worker = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local nq = tonumber(ARGV[7])
-local statuses = {}
-for i = 8 + nq, #ARGV, 6 do
-  statuses[#statuses + 1] = complete_job(now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
-                                         ARGV[i + 4], ARGV[i + 5])
-end
-return {statuses, claim_jobs(ARGV[4], stamp, worker, ARGV[5], tonumber(ARGV[6]), {unpack(ARGV, 8, 7 + nq)})}
+local statuses = complete_from(tonumber(ARGV[1]), ARGV[2], ARGV[3], 8 + nq)
+return {statuses, claim_jobs(ARGV[4], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6]), {unpack(ARGV, 8, 7 + nq)})}
