@@ -70,12 +70,34 @@ def test_a_busy_worker_makes_one_script_call_a_batch(r, producer, start_worker):
     for job_id in ids:
         wait_status(r, job_id, "finished")
     elapsed = time.monotonic() - t0
-    calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
-    # the claims that returned jobs: each job's execution id is '<claim prefix>-<n>'
-    batches = len({r.hget(f"rq:job:{job_id}", "jobengine_claim").rsplit(b"-", 1)[0] for job_id in ids})
+    stats = r.info("commandstats")
+    calls = stats["cmdstat_evalsha"]["calls"]
+    # the claims that returned jobs: each job's execution id is its claim's ('done:<claim>' once ended)
+    batches = len({r.hget(f"rq:job:{job_id}", "jobengine_claim") for job_id in ids})
     # one call a batch, plus the timers' (a schedule and an idle claim a second, a recover a heartbeat); two
     # calls a batch (claim, then complete) would be about twice as many
     assert calls <= batches + 3 * (int(elapsed) + 3), (calls, batches, elapsed)
+    # the registries are written once a batch, not once a job: a ZADD to the StartedJobRegistry at the claim,
+    # a ZREM from it and a ZADD to the FinishedJobRegistry at the completion
+    assert stats["cmdstat_zrem"]["calls"] <= batches + 1, (stats["cmdstat_zrem"], batches)
+    assert stats["cmdstat_zadd"]["calls"] <= 2 * batches + 2, (stats["cmdstat_zadd"], batches)
+
+
+def test_ended_jobs_and_their_results_expire_after_their_ttl(r, producer, worker):
+    """An ended job, its result stream and its registry entry last the job type's result_ttl (finished) or
+    failure_ttl (failed), counted from the end of the run."""
+    ok = producer.submit("echo", {"message": "ok"})
+    bad = producer.submit("echo", {"message": "x", "fail": True}, retry=RetryPolicy(max_retries=0))
+    wait_status(r, ok, "finished")
+    wait_status(r, bad, "failed")
+    now = time.time()
+    echo = producer.catalog["echo"]
+    for job_id, ttl, registry in ((ok, echo.result_ttl, "rq:finished:default"),
+                                  (bad, echo.failure_ttl, "rq:failed:default")):
+        assert ttl - 5 <= r.ttl(f"rq:job:{job_id}") <= ttl + 1
+        assert ttl - 5 <= r.ttl(f"rq:results:{job_id}") <= ttl + 1
+        assert r.zscore(registry, job_id) == pytest.approx(now + ttl, abs=5)
+    assert r.zcard("rq:wip:default") == 0
 
 
 def test_retry_with_backoff_then_success(r, producer, worker):
@@ -208,9 +230,9 @@ def grown_batch(producer: Producer, last: list[JobSpec]) -> list[str]:
 
 
 def same_batch(r: redis.Redis, *job_ids: str) -> bool:
-    """Claimed by one claim: their execution ids ('<claim prefix>-<n>', 'done:...' once ended) share a prefix."""
+    """Claimed by one claim: they have its execution id ('done:<id>' once ended)."""
     claims = [r.hget(f"rq:job:{j}", "jobengine_claim").removeprefix(b"done:") for j in job_ids]
-    return len({c.rsplit(b"-", 1)[0] for c in claims}) == 1
+    return len(set(claims)) == 1
 
 
 def test_a_quick_jobs_result_does_not_wait_for_a_slow_job_after_it(r, producer, start_worker):

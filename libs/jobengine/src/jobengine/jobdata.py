@@ -93,30 +93,37 @@ def build_job_hash(
     now: datetime,
 ) -> dict[str, Any]:
     stamp = utcformat(now)
+    # Redis keeps a small hash as one list and finds a field by walking it from the front, so the fields the
+    # worker's claim reads or writes for every job come first (status, the claim, the attempt count, what
+    # the job runs); the claim and attempt fields exist from the start (a missing one is a walk of the list).
     fields: dict[str, Any] = {
-        "created_at": stamp,
-        "enqueued_at": stamp,
-        "data": encode_data(function, payload),
-        "origin": queue,
-        "description": f"{job_type}()",
-        "timeout": timeout,
-        "result_ttl": result_ttl,
-        "failure_ttl": failure_ttl,
         "status": status,
+        "jobengine_claim": "",
+        "jobengine_attempts": 0,
+        "data": encode_data(function, payload),
         "meta": orjson.dumps({"type": job_type, **meta}),
-        "success_callback_name": "",
-        "failure_callback_name": "",
-        "stopped_callback_name": "",
-        "started_at": "",
-        "ended_at": "",
-        "last_heartbeat": "",
-        "worker_name": "",
-        "group_id": "",
+        "timeout": timeout,
     }
     if retry_intervals:
         # RQ's Retry fields: retries_left counts down; intervals are fixed at submit time.
         fields["retries_left"] = len(retry_intervals)
         fields["retry_intervals"] = orjson.dumps(retry_intervals)
+    fields.update({
+        "enqueued_at": stamp,
+        "created_at": stamp,
+        "result_ttl": result_ttl,
+        "failure_ttl": failure_ttl,
+        "started_at": "",
+        "ended_at": "",
+        "worker_name": "",
+        "last_heartbeat": "",
+        "origin": queue,
+        "description": f"{job_type}()",
+        "success_callback_name": "",
+        "failure_callback_name": "",
+        "stopped_callback_name": "",
+        "group_id": "",
+    })
     return fields
 
 

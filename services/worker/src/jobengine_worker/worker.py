@@ -9,6 +9,7 @@ and failed registries, worker keys), so `rq info` and RQ's registries see the sa
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -90,7 +91,7 @@ class Claimed:
     @classmethod
     def from_reply(cls, row: list[Any]) -> Claimed:
         (job_id, queue, execution, attempt, data, timeout, meta, retries_left, intervals, retries, enqueued_at,
-         created_at, result_ttl, failure_ttl, traceparent) = row
+         created_at, result_ttl, failure_ttl) = row
         function, args, kwargs = decode_data(data)
         meta_obj = orjson.loads(meta) if meta else {}
         enq, created = parse_ts(enqueued_at), parse_ts(created_at)
@@ -102,7 +103,7 @@ class Claimed:
             number_of_retries=int(retries or 0),
             enqueued_at=enq.timestamp() if enq else None, created_at=created.timestamp() if created else None,
             result_ttl=int(result_ttl or 86_400), failure_ttl=int(failure_ttl or 604_800),
-            traceparent=(traceparent.decode() if traceparent else meta_obj.get("traceparent")),
+            traceparent=meta_obj.get("traceparent"),
             tracestate=meta_obj.get("tracestate"),
         )
 
@@ -112,11 +113,18 @@ class Outcome:
     job: Claimed
     outcome: str  # argument of complete.lua: finished | failed | retry | canceled | requeue | release
     value: str = ""  # base64 return value or exception text
-    arg: float = 0  # TTL, or run_at for a retry
+    arg: float = 0  # expiry (whole epoch s) of an ended job and its result, or run_at for a retry
     metric: str = ""  # jobengine_jobs_finished_total outcome label, "" for none
     run_seconds: float | None = None
     error: str = ""  # exception text of a failed run (for its span)
     trace: dict[str, str] = field(default_factory=dict)  # trace_id, span_id of the run, for the log line
+
+
+def expires(seconds: float) -> int:
+    """`seconds` from now, rounded up to a whole epoch second: Redis keeps a whole number
+    as an integer (a small registry compares its scores without parsing them) and Lua passes it on as
+    it came, where a number it computed would be formatted by sprintf, for every job."""
+    return math.ceil(time.time() + seconds)
 
 
 def outcome_args(batch: list[Outcome]) -> list[Any]:
@@ -294,7 +302,7 @@ class Worker:
     def heartbeat(self) -> None:
         """Renew the worker key and the claims on every job held, so nobody recovers them."""
         now = time.time()
-        expiry = now + self.settings.abandoned_after_seconds
+        expiry = expires(self.settings.abandoned_after_seconds)
         key = keys.worker(self.name)
         with self._lock:  # cancels of jobs no longer held (ended before the cancel came): nothing to stop
             self.state.cancel_requests.intersection_update(self.claimed)
@@ -374,16 +382,16 @@ class Worker:
             time.sleep(max(0.0, min(0.5, self.redis_backoff - time.monotonic())))
             return None
         self.exec_seq += 1
-        prefix = f"{self.session}{self.exec_seq:x}-"
-        expiry = time.time() + self.settings.abandoned_after_seconds
+        execution = f"{self.session}{self.exec_seq:x}"  # one a claim (see _claim.lua)
+        expiry = expires(self.settings.abandoned_after_seconds)
         done = list(self.pending)
         try:
             if done:
                 statuses, rows = self.scripts.complete_claim(args=[
-                    time.time(), utcnow_str(), self.name, expiry, prefix, self.claim_size, len(self.queues),
+                    time.time(), utcnow_str(), self.name, expiry, execution, self.claim_size, len(self.queues),
                     *self.queues, *outcome_args(done)])
             else:
-                rows = self.scripts.claim(args=[expiry, utcnow_str(), self.name, prefix, self.claim_size,
+                rows = self.scripts.claim(args=[expiry, utcnow_str(), self.name, execution, self.claim_size,
                                                 *self.queues])
             self._last_delay = 0.05
         except TRANSIENT_ERRORS as exc:
@@ -448,7 +456,7 @@ class Worker:
             if job.id in self.state.cancel_requests:
                 self.state.cancel_requests.discard(job.id)
                 self.pending.append(Outcome(job, "canceled", encode_exc_string("canceled before it started"),
-                                            job.failure_ttl, "canceled"))
+                                            expires(job.failure_ttl), "canceled"))
             else:
                 todo.append(job)
         # A traced run span should time the job alone, not the batch's earlier jobs: one job a message then.
@@ -647,16 +655,18 @@ class Worker:
         series(job.queue, job.type).run.observe(seconds)
         self.state.cancel_requests.discard(job.id)
         if kind == "ok":
-            return Outcome(job, "finished", encode_return_value(value), job.result_ttl, "succeeded", seconds)
+            return Outcome(job, "finished", encode_return_value(value), expires(job.result_ttl), "succeeded",
+                           seconds)
         if kind == "canceled":
-            return Outcome(job, "canceled", encode_exc_string(str(value)), job.failure_ttl, "canceled", seconds)
+            return Outcome(job, "canceled", encode_exc_string(str(value)), expires(job.failure_ttl), "canceled",
+                           seconds)
         text = str(value)
         if kind != "invalid" and job.retries_left > 0:  # a failed or timed-out run that will run again
             intervals = job.retry_intervals or [0.0]
             delay = float(intervals[min(job.number_of_retries, len(intervals) - 1)])
             return Outcome(job, "retry", encode_exc_string(text), time.time() + delay, "retried", seconds, text)
         label = "timed_out" if kind == "timeout" else "failed"
-        return Outcome(job, "failed", encode_exc_string(text), job.failure_ttl, label, seconds, text)
+        return Outcome(job, "failed", encode_exc_string(text), expires(job.failure_ttl), label, seconds, text)
 
     # ----- recording outcomes -----
     def flush(self, final: bool = False) -> None:

@@ -1,12 +1,15 @@
 -- Included by claim.lua and complete_claim.lua (scripts.py inlines it where they say --!include).
 -- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
--- under '<job_id>:<execution_id>', scored by `expiry` (epoch s), when the claim lapses unless renewed.
+-- under '<job_id>:<execution_id>', scored by `expiry` (whole epoch s), when the claim lapses unless renewed.
+-- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
+-- name one execution. (Numbers are formatted here by sprintf: the strings come from the caller instead.)
 -- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
--- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl, traceparent
-local function claim_jobs(expiry, stamp, worker, prefix, limit, queues)
+-- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl
+local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
   local out = {}
   local n = 0
+  local attempt = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}  -- as strings: a number is sprintf'd
   for _, q in ipairs(queues) do
     local qkey = 'rq:queue:' .. q
     local wip = {}  -- score, member pairs for one ZADD a queue
@@ -17,19 +20,17 @@ local function claim_jobs(expiry, stamp, worker, prefix, limit, queues)
         local jk = 'rq:job:' .. id
         local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
                              'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
-                             'failure_ttl', 'traceparent', 'jobengine_attempts')
+                             'failure_ttl', 'jobengine_attempts')
         if f[1] == 'queued' and not f[2] then
           n = n + 1
-          local exec = prefix .. n
-          local attempts = (tonumber(f[14]) or 0) + 1
+          local attempts = (tonumber(f[13]) or 0) + 1
           redis.call('HSET', jk, 'status', 'started', 'started_at', stamp, 'ended_at', '',
                      'worker_name', worker, 'last_heartbeat', stamp, 'jobengine_claim', exec,
-                     'jobengine_attempts', attempts)
+                     'jobengine_attempts', attempt[attempts] or attempts)
           redis.call('PERSIST', jk)
           wip[#wip + 1] = expiry
           wip[#wip + 1] = id .. ':' .. exec
-          out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12],
-                           f[13]}
+          out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
         end
       end
     end

@@ -2,16 +2,28 @@
 -- needs _uncount.lua included before it.
 -- complete_job records one claimed job's outcome: now (epoch s), stamp (RQ timestamp), worker name, job id,
 -- queue, execution id, outcome, value, arg as described in complete.lua; returns the job's new status.
--- complete_from records the outcomes given in ARGV from index `first` on, 6 arguments each.
+-- complete_from records the outcomes given in ARGV from index `first` on, 6 arguments each. It writes the
+-- registries once a key, not once a job: first the ZREMs from the StartedJobRegistry, then the jobs, whose
+-- ZADDs to the finished, failed or canceled registry complete_job gathers in `zadd`. The ZREM comes first
+-- on purpose: Redis refuses a script over maxmemory (noeviction) only if its first write is one that can
+-- grow memory, so outcomes are still recorded when Redis is full (the API's memory guard keeps the room).
 local function notify(q)
   redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
   redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
 end
 
-local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg)
+local function add(lists, key, ...)
+  local args = lists[key]
+  if not args then
+    args = {}
+    lists[key] = args
+  end
+  for _, v in ipairs({...}) do args[#args + 1] = v end
+end
+
+local function complete_job(zadd, now, stamp, worker, id, q, exec, outcome, value, arg)
   local jk = 'rq:job:' .. id
   local results = 'rq:results:' .. id
-  redis.call('ZREM', 'rq:wip:' .. q, id .. ':' .. exec)
   local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog')
   if not f[1] then return 'gone' end
   if f[2] == 'done:' .. exec then return 'dup' end
@@ -32,17 +44,15 @@ local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg
 
   local status
   if outcome == 'finished' then
-    local ttl = tonumber(arg)
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
     redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '1', 'worker_name', worker,
                'return_value', value, 'execution_id', exec)
-    redis.call('EXPIRE', jk, ttl)
-    redis.call('EXPIRE', results, ttl)
-    redis.call('ZADD', 'rq:finished:' .. q, now + ttl, id)
+    redis.call('EXPIREAT', jk, arg)
+    redis.call('EXPIREAT', results, arg)
+    add(zadd, 'rq:finished:' .. q, arg, id)
     uncount(jk, f[4])
     status = 'finished'
   elseif outcome == 'failed' or outcome == 'canceled' then
-    local ttl = tonumber(arg)
     local rtype = '2'
     status = 'failed'
     local registry = 'rq:failed:' .. q
@@ -54,9 +64,9 @@ local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg
     redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
     redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', rtype, 'worker_name', worker,
                'exc_string', value, 'execution_id', exec)
-    redis.call('EXPIRE', jk, ttl)
-    redis.call('EXPIRE', results, ttl)
-    redis.call('ZADD', registry, now + ttl, id)
+    redis.call('EXPIREAT', jk, arg)
+    redis.call('EXPIREAT', results, arg)
+    add(zadd, registry, arg, id)
     uncount(jk, f[4])
   elseif outcome == 'retry' then
     local run_at = tonumber(arg)
@@ -89,10 +99,13 @@ local function complete_job(now, stamp, worker, id, q, exec, outcome, value, arg
 end
 
 local function complete_from(now, stamp, worker, first)
-  local statuses = {}
+  local zrem, zadd, statuses = {}, {}, {}
+  for i = first, #ARGV, 6 do add(zrem, 'rq:wip:' .. ARGV[i + 1], ARGV[i] .. ':' .. ARGV[i + 2]) end
+  for key, members in pairs(zrem) do redis.call('ZREM', key, unpack(members)) end
   for i = first, #ARGV, 6 do
-    statuses[#statuses + 1] = complete_job(now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
-                                           ARGV[i + 4], ARGV[i + 5])
+    statuses[#statuses + 1] = complete_job(zadd, now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2],
+                                           ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   end
+  for key, args in pairs(zadd) do redis.call('ZADD', key, unpack(args)) end
   return statuses
 end

@@ -1,6 +1,6 @@
 -- Claim up to N waiting jobs from queues in priority order, in one round trip (see _claim.lua).
--- ARGV[1] claim expiry (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name
--- ARGV[4] execution id prefix  ARGV[5] max jobs  ARGV[6..] queue names, highest priority first
+-- ARGV[1] claim expiry (whole epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name
+-- ARGV[4] execution id  ARGV[5] max jobs  ARGV[6..] queue names, highest priority first
 
 --!include _claim
 

@@ -1,7 +1,7 @@
 -- A busy worker's step, in one round trip: record the outcomes of the batch it ran (as complete.lua),
 -- then claim its next batch (as claim.lua). One visit to Redis a batch instead of two.
--- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name  ARGV[4] claim expiry (epoch s)
--- ARGV[5] execution id prefix  ARGV[6] max jobs to claim  ARGV[7] number of queues Q
+-- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name  ARGV[4] claim expiry (whole epoch s)
+-- ARGV[5] execution id  ARGV[6] max jobs to claim  ARGV[7] number of queues Q
 -- ARGV[8 .. 7+Q] queue names, highest priority first; then 6 arguments per outcome, as in complete.lua
 -- Returns {statuses (one per outcome, as complete.lua), claimed jobs (as claim.lua)}
 
