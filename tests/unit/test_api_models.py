@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from jobengine.builtin_types import JOB_TYPES
 from jobengine.catalog import Catalog
+from jobengine.jobdata import decode_data, encode_data
 from jobengine.settings import Settings
 from jobengine_api.models import Submissions
 from jobengine_api.problems import validation_errors
@@ -97,7 +98,9 @@ def test_prepare_job_builds_an_rq_job_hash() -> None:
     assert job.args[6:10] == [0, 0.0, 1, 0] and job.keys[5:] == ["", ""]
     fields = dict(zip(job.args[10::2], job.args[11::2], strict=True))
     assert job.status == fields["status"] == "queued" and job.queue == "default"
-    assert orjson.loads(zlib.decompress(fields["data"])) == [
+    # a small `data` is plain JSON (zlib would make it larger), as RQ reads it too (it falls back to the raw
+    # bytes when they are not zlib's)
+    assert orjson.loads(fields["data"]) == [
         "jobengine_worker.jobs.builtin.primes", None, [{"lowest": 10, "highest": 17}], {}]
     assert fields["timeout"] == 5 and fields["origin"] == "default"
     assert orjson.loads(fields["meta"])["type"] == "primes"
@@ -126,3 +129,11 @@ def test_openapi_components_hold_every_type() -> None:
     for name in ("PrimesJob", "EchoJob", "SleepJob", "PrimesInput", "JobSubmission", "BatchSubmission"):
         assert name in components
     assert components["JobSubmission"]["discriminator"]["propertyName"] == "type"
+
+
+def test_job_data_is_compressed_once_it_is_large_and_reads_back_either_way() -> None:
+    small, large = {"text": "x"}, {"text": "lorem ipsum " * 100}
+    assert encode_data("m.f", small) == orjson.dumps(["m.f", None, [small], {}])
+    assert len(encode_data("m.f", large)) < 200 and zlib.decompress(encode_data("m.f", large)).startswith(b'["m.f"')
+    for payload in (small, large):
+        assert decode_data(encode_data("m.f", payload)) == ("m.f", [payload], {})

@@ -1,7 +1,7 @@
 """Job records in RQ's data model: build the rq:job:<id> hash, read it back into a view.
 
-The hash is the one RQ itself writes (zlib-compressed JSON `data`, JSON `meta`, RQ's timestamp
-format), so RQ's Job.fetch(..., serializer=JSONSerializer) and `rq info` read our jobs. Pure
+The hash is the one RQ itself writes (JSON `data`, zlib-compressed unless small, JSON `meta`, RQ's
+timestamp format), so RQ's Job.fetch(..., serializer=JSONSerializer) and `rq info` read our jobs. Pure
 functions: no I/O, shared by the API (async) and the worker (sync).
 """
 
@@ -13,6 +13,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ API_STATUS = {
 TERMINAL = frozenset({"finished", "failed", "canceled"})
 
 
+@lru_cache(maxsize=8)  # a batch of jobs submitted at one moment formats it once
 def utcformat(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
 
@@ -63,16 +65,20 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+COMPRESS_DATA_FROM = 256  # bytes: zlib makes a smaller `data` larger, and costs more than the job's encoding
+
+
 def encode_data(function: str, payload: dict[str, Any]) -> bytes:
-    """RQ's `data` field: (func_name, instance, args, kwargs) serialized as JSON, zlib-compressed."""
-    return zlib.compress(orjson.dumps([function, None, [payload], {}]), 1)
+    """RQ's `data` field: (func_name, instance, args, kwargs) serialized as JSON, zlib-compressed when that
+    pays. RQ itself always compresses, and reads the field either way (it falls back to the raw bytes when
+    they are not zlib's)."""
+    data = orjson.dumps([function, None, [payload], {}])
+    return zlib.compress(data, 1) if len(data) >= COMPRESS_DATA_FROM else data
 
 
 def decode_data(raw: bytes) -> tuple[str, list[Any], dict[str, Any]]:
-    try:
+    if raw[:1] != b"[":  # JSON as it is starts with '['; a zlib stream never does
         raw = zlib.decompress(raw)
-    except zlib.error:
-        pass
     func, _instance, args, kwargs = orjson.loads(raw)
     return func, args, kwargs
 

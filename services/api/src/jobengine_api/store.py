@@ -85,9 +85,10 @@ class PreparedJob:
 
 def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
                 fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default",
-                key_id: str = "") -> PreparedJob:
-    """`key_id`: the caller's API key, whose token bucket the submission draws on (when rate limits are on)."""
-    now = datetime.now(timezone.utc)
+                key_id: str = "", now: datetime | None = None) -> PreparedJob:
+    """`key_id`: the caller's API key, whose token bucket the submission draws on (when rate limits are on).
+    `now`: the submission's time (one for all the jobs of a batch)."""
+    now = now or datetime.now(timezone.utc)
     queue = sub.queue or job_type.queue or settings.default_queue
     run_at = sub.run_at
     if sub.delay_seconds:

@@ -7,6 +7,7 @@ Submit handlers read the raw body and validate it with the catalog's TypeAdapter
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -174,6 +175,7 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
     items = _batch_items(await request.body(), ctx.settings.max_batch_size)
     results: list[dict[str, Any] | None] = [None] * len(items)
     jobs: list[tuple[int, PreparedJob]] = []
+    now = datetime.now(timezone.utc)  # the batch's jobs are submitted at one time
     with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
         for index, item in enumerate(items):
             try:
@@ -194,7 +196,7 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
             jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
                                             trace_meta=span.meta, tenant=principal.tenant,
-                                            key_id=principal.key_id)))
+                                            key_id=principal.key_id, now=now)))
         if jobs:
             _memory_guard(ctx, len(jobs))
         try:
