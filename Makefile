@@ -150,6 +150,11 @@ bench: venv venv-bench ## Full benchmarks: throughput and latency vs RQ, Dramati
 bench-quick: venv ## Every scenario with small counts, one run each, nothing judged (CI-sized; peers only if .venv-bench exists)
 	$(PY) -m bench.run --quick
 
+.PHONY: bench-redis
+bench-redis: venv system-deps ## Redis instructions and commands per job (callgrind), jobengine vs RQ SimpleWorker: repeatable on a busy machine
+	@command -v valgrind >/dev/null || apt-get install -y valgrind
+	$(PY) -m bench.redis_cost
+
 ##@ Reliability
 .PHONY: chaos
 CHAOS_ARGS ?= --jobs 20000 --workers 3 --rate 100

@@ -1,0 +1,110 @@
+"""Redis's own work per job, counted in instructions: jobengine (one worker) next to RQ SimpleWorker.
+
+    .venv/bin/python -m bench.redis_cost            # 4,000 jobs each (make bench-redis)
+    .venv/bin/python -m bench.redis_cost 10000
+
+Redis is the one part every worker shares, so its work per job caps what any number of workers can do
+together. This runs redis-server under valgrind's callgrind (Debian's valgrind; `make bench-redis` installs
+it when missing) with instrumentation switched on only while the worker drains the middle 90 % of a backlog
+of trivial add jobs, and prints the instructions Redis executed per job, and the Redis commands per job
+(INFO commandstats; jobengine's include those its Lua scripts call). An instruction count does not depend
+on the machine's speed or on what else runs: the same code gives the same figure within about 1 %, so two
+commits can be compared without the noise of timings. Redis runs about 50x slower under valgrind; the
+worker does not wait less for it, so this measures no throughput.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from bench.run import processes, rq_enqueue, rq_worker, start_jobengine_worker, submit_backlog
+from jobengine.redis_conn import free_port, redis_server_binary
+
+
+def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
+                          worker: Callable[[str], subprocess.Popen]) -> tuple[int, int, float]:
+    """(instructions, jobs measured, Redis commands a job) for one worker draining n jobs."""
+    workdir = Path(tempfile.mkdtemp(prefix="jobengine-cg-"))
+    out = workdir / "callgrind.out"
+    port = free_port()
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+         "--appendonly", "no", "--stream-node-max-bytes", "512"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        enqueue(client)
+        done = lambda: client.zcard("rq:finished:default")  # noqa: E731
+        with processes() as procs:
+            procs.append(worker(url))
+            wait_until(lambda: done() >= n // 20)
+            client.config_resetstat()
+            subprocess.run(["callgrind_control", "--instr=on", str(server.pid)], check=True, capture_output=True)
+            first = done()
+            wait_until(lambda: done() >= n * 19 // 20)
+            subprocess.run(["callgrind_control", "--instr=off", str(server.pid)], check=True, capture_output=True)
+            jobs = done() - first
+            commands = sum(v["calls"] for k, v in client.info("commandstats").items()
+                           if k not in ("cmdstat_zcard", "cmdstat_config|resetstat", "cmdstat_info"))
+        client.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass  # SHUTDOWN closes the connection
+    finally:
+        if server.poll() is None:
+            server.wait(120)
+    totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True, check=True).stdout
+    shutil.rmtree(workdir, ignore_errors=True)
+    match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
+        re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
+    if not match:
+        raise RuntimeError("no totals in callgrind's output")
+    return int(match.group(1).replace(",", "")), jobs, commands / max(1, jobs)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the drain did not finish in time")
+        time.sleep(0.05)
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (make bench-redis installs Debian's package)")
+    rows = []
+    for engine, enqueue, worker in (
+        ("jobengine, 1 worker", lambda c: submit_backlog(c, n), lambda url: start_jobengine_worker(url, "cg")),
+        ("RQ SimpleWorker", lambda c: rq_enqueue(c, n), lambda url: rq_worker(url, "rq.worker.SimpleWorker")),
+    ):
+        instructions, jobs, commands = drain_under_callgrind(n, enqueue, worker)
+        rows.append((engine, instructions / jobs, commands))
+        print(f"  {engine:<22} {instructions / jobs:>12,.0f} Redis instructions a job  {commands:5.1f} commands a job"
+              f"  ({jobs:,} jobs)", flush=True)
+    print(f"  RQ SimpleWorker / jobengine: {rows[1][1] / rows[0][1]:.2f}x the Redis instructions a job")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
