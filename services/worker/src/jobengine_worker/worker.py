@@ -113,7 +113,7 @@ class Outcome:
     job: Claimed
     outcome: str  # argument of complete.lua: finished | failed | retry | canceled | requeue | release
     value: str = ""  # base64 return value or exception text
-    arg: float = 0  # expiry (whole epoch s) of an ended job and its result, or run_at for a retry
+    arg: float = 0  # TTL of an ended job and its result, or run_at for a retry
     metric: str = ""  # jobengine_jobs_finished_total outcome label, "" for none
     run_seconds: float | None = None
     error: str = ""  # exception text of a failed run (for its span)
@@ -121,9 +121,9 @@ class Outcome:
 
 
 def expires(seconds: float) -> int:
-    """`seconds` from now, rounded up to a whole epoch second: Redis keeps a whole number
-    as an integer (a small registry compares its scores without parsing them) and Lua passes it on as
-    it came, where a number it computed would be formatted by sprintf, for every job."""
+    """`seconds` from now, rounded up to a whole epoch second (a claim's expiry in the StartedJobRegistry):
+    Redis keeps a whole number as an integer, so a small registry compares its scores without parsing
+    them, and Lua passes it on as it came, where a number it computed would be formatted by sprintf."""
     return math.ceil(time.time() + seconds)
 
 
@@ -456,7 +456,7 @@ class Worker:
             if job.id in self.state.cancel_requests:
                 self.state.cancel_requests.discard(job.id)
                 self.pending.append(Outcome(job, "canceled", encode_exc_string("canceled before it started"),
-                                            expires(job.failure_ttl), "canceled"))
+                                            job.failure_ttl, "canceled"))
             else:
                 todo.append(job)
         # A traced run span should time the job alone, not the batch's earlier jobs: one job a message then.
@@ -655,18 +655,16 @@ class Worker:
         series(job.queue, job.type).run.observe(seconds)
         self.state.cancel_requests.discard(job.id)
         if kind == "ok":
-            return Outcome(job, "finished", encode_return_value(value), expires(job.result_ttl), "succeeded",
-                           seconds)
+            return Outcome(job, "finished", encode_return_value(value), job.result_ttl, "succeeded", seconds)
         if kind == "canceled":
-            return Outcome(job, "canceled", encode_exc_string(str(value)), expires(job.failure_ttl), "canceled",
-                           seconds)
+            return Outcome(job, "canceled", encode_exc_string(str(value)), job.failure_ttl, "canceled", seconds)
         text = str(value)
         if kind != "invalid" and job.retries_left > 0:  # a failed or timed-out run that will run again
             intervals = job.retry_intervals or [0.0]
             delay = float(intervals[min(job.number_of_retries, len(intervals) - 1)])
             return Outcome(job, "retry", encode_exc_string(text), time.time() + delay, "retried", seconds, text)
         label = "timed_out" if kind == "timeout" else "failed"
-        return Outcome(job, "failed", encode_exc_string(text), expires(job.failure_ttl), label, seconds, text)
+        return Outcome(job, "failed", encode_exc_string(text), job.failure_ttl, label, seconds, text)
 
     # ----- recording outcomes -----
     def flush(self, final: bool = False) -> None:

@@ -4,7 +4,9 @@
 -- queue, execution id, outcome, value, arg as described in complete.lua; returns the job's new status.
 -- complete_from records the outcomes given in ARGV from index `first` on, 6 arguments each. It writes the
 -- registries once a key, not once a job: first the ZREMs from the StartedJobRegistry, then the jobs, whose
--- ZADDs to the finished, failed or canceled registry complete_job gathers in `zadd`. The ZREM comes first
+-- ZADDs to the finished, failed or canceled registry complete_job gathers in `ended.zadd`, scored by when
+-- they expire: whole seconds, formatted once a TTL in `ended.at` (Redis formats a Lua number with sprintf,
+-- which was the largest single cost of these scripts when done for every job). The ZREM comes first
 -- on purpose: Redis refuses a script over maxmemory (noeviction) only if its first write is one that can
 -- grow memory, so outcomes are still recorded when Redis is full (the API's memory guard keeps the room).
 local function notify(q)
@@ -21,7 +23,16 @@ local function add(lists, key, ...)
   for _, v in ipairs({...}) do args[#args + 1] = v end
 end
 
-local function complete_job(zadd, now, stamp, worker, id, q, exec, outcome, value, arg)
+local function expires_at(ended, ttl)
+  local at = ended.at[ttl]
+  if not at then
+    at = tostring(ended.now + tonumber(ttl))
+    ended.at[ttl] = at
+  end
+  return at
+end
+
+local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, value, arg)
   local jk = 'rq:job:' .. id
   local results = 'rq:results:' .. id
   local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog')
@@ -47,9 +58,9 @@ local function complete_job(zadd, now, stamp, worker, id, q, exec, outcome, valu
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
     redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '1', 'worker_name', worker,
                'return_value', value, 'execution_id', exec)
-    redis.call('EXPIREAT', jk, arg)
-    redis.call('EXPIREAT', results, arg)
-    add(zadd, 'rq:finished:' .. q, arg, id)
+    redis.call('EXPIRE', jk, arg)
+    redis.call('EXPIRE', results, arg)
+    add(ended.zadd, 'rq:finished:' .. q, expires_at(ended, arg), id)
     uncount(jk, f[4])
     status = 'finished'
   elseif outcome == 'failed' or outcome == 'canceled' then
@@ -64,9 +75,9 @@ local function complete_job(zadd, now, stamp, worker, id, q, exec, outcome, valu
     redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', 'done:' .. exec)
     redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', rtype, 'worker_name', worker,
                'exc_string', value, 'execution_id', exec)
-    redis.call('EXPIREAT', jk, arg)
-    redis.call('EXPIREAT', results, arg)
-    add(zadd, registry, arg, id)
+    redis.call('EXPIRE', jk, arg)
+    redis.call('EXPIRE', results, arg)
+    add(ended.zadd, registry, expires_at(ended, arg), id)
     uncount(jk, f[4])
   elseif outcome == 'retry' then
     local run_at = tonumber(arg)
@@ -99,13 +110,14 @@ local function complete_job(zadd, now, stamp, worker, id, q, exec, outcome, valu
 end
 
 local function complete_from(now, stamp, worker, first)
-  local zrem, zadd, statuses = {}, {}, {}
+  local zrem, statuses = {}, {}
+  local ended = {zadd = {}, at = {}, now = math.floor(now)}
   for i = first, #ARGV, 6 do add(zrem, 'rq:wip:' .. ARGV[i + 1], ARGV[i] .. ':' .. ARGV[i + 2]) end
   for key, members in pairs(zrem) do redis.call('ZREM', key, unpack(members)) end
   for i = first, #ARGV, 6 do
-    statuses[#statuses + 1] = complete_job(zadd, now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2],
+    statuses[#statuses + 1] = complete_job(ended, now, stamp, worker, ARGV[i], ARGV[i + 1], ARGV[i + 2],
                                            ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   end
-  for key, args in pairs(zadd) do redis.call('ZADD', key, unpack(args)) end
+  for key, args in pairs(ended.zadd) do redis.call('ZADD', key, unpack(args)) end
   return statuses
 end
