@@ -301,7 +301,6 @@ class Worker:
 
     def heartbeat(self) -> None:
         """Renew the worker key and the claims on every job held, so nobody recovers them."""
-        now = time.time()
         expiry = expires(self.settings.abandoned_after_seconds)
         key = keys.worker(self.name)
         with self._lock:  # cancels of jobs no longer held (ended before the cancel came): nothing to stop

@@ -3,7 +3,8 @@
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
 -- under '<job_id>:<execution_id>', scored by `expiry` (whole epoch s), when the claim lapses unless renewed.
 -- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
--- name one execution. (Numbers are formatted here by sprintf: the strings come from the caller instead.)
+-- name one execution. Redis formats a Lua number it is given with sprintf, so the expiry and the execution
+-- id come from the caller as strings, and the attempt count is looked up as one.
 -- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
 -- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl
 local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
