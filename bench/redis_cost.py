@@ -15,6 +15,7 @@ worker does not wait less for it, so this measures no throughput.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -44,15 +45,7 @@ def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until(ping(client), timeout=60)
         enqueue(client)
         done = lambda: client.zcard("rq:finished:default")  # noqa: E731
         with processes() as procs:
@@ -66,19 +59,30 @@ def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
             jobs = done() - first
             commands = sum(v["calls"] for k, v in client.info("commandstats").items()
                            if k not in ("cmdstat_zcard", "cmdstat_config|resetstat", "cmdstat_info"))
-        client.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # SHUTDOWN closes the connection
     finally:
-        if server.poll() is None:
+        with contextlib.suppress(redis.ConnectionError):  # SHUTDOWN closes the connection; callgrind then writes
+            client.shutdown(nosave=True)
+        try:
             server.wait(120)
-    totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True, check=True).stdout
-    shutil.rmtree(workdir, ignore_errors=True)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+        shutil.rmtree(workdir, ignore_errors=True)
     match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
         re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
     if not match:
         raise RuntimeError("no totals in callgrind's output")
     return int(match.group(1).replace(",", "")), jobs, commands / max(1, jobs)
+
+
+def ping(client: redis.Redis) -> Callable[[], bool]:
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+    return answers
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 900) -> None:
