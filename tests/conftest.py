@@ -16,7 +16,8 @@ import httpx
 import pytest
 import redis
 
-from jobengine.redis_conn import EmbeddedRedis, free_port
+from jobengine.redis_conn import EmbeddedRedis, free_port, sync_client
+from jobengine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The API runs with authentication on (as in production); its test client sends this key, of
@@ -152,7 +153,7 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
                     tmp_path / f"worker-{n}.log", name=extra["JOBENGINE_WORKER_NAME"])
         procs.append(proc)
         if wait_ready:
-            with redis.Redis.from_url(redis_url) as client:
+            with sync_client(Settings(redis_url=redis_url)) as client:  # (redis_url may be a Sentinel URL)
                 proc.wait_ready(lambda: client.exists(f"rq:worker:{proc.name}"), "worker", timeout=20)
         return proc
 

@@ -109,6 +109,7 @@ BAD_VALUES = [
     (["--set", "redis.auth.password=p@ss:word"], ["/redis/auth/password", "p@ss:word"]),
     (["--set", "redis.appendfsync=no"], ["/redis/appendfsync", "everysec"]),
     (["--set", "worker.resources.requests.memory=lots"], ["/worker/resources/requests/memory"]),
+    (["--set", "externalRedis.sentinel.hosts={s1:26379/x}"], ["/externalRedis/sentinel/hosts/0"]),
 ]
 
 
@@ -125,6 +126,8 @@ def test_schema_rejects_bad_values_clearly(helm: str, args: list[str], expected:
 BAD_COMBINATIONS = [
     (["--set", "workerPools.default.autoscaling.minReplicas=0"], "scale to zero) needs keda.enabled"),
     (["--set", "redis.enabled=false"], "externalRedis.host is required"),
+    (["--set", "redis.enabled=false", "--set", "externalRedis.sentinel.enabled=true"],
+     "externalRedis.sentinel.hosts is required"),
     (["--set", "tracing.enabled=true"], "tracing.endpoint is required"),
     (["--set", "workerPools.default.enabled=false"], "enable at least one pool"),
     (["--set", "worker.autoscaling.minReplicas=5", "--set", "worker.autoscaling.maxReplicas=2"], "above maxReplicas"),

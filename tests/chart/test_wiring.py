@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from jobengine import keys, metrics
+from jobengine.redis_url import parse_sentinel
 from jobengine.settings import Settings
 
 from .conftest import CHART, NAMESPACE, VALUE_SETS, Rendered, template
@@ -41,9 +42,16 @@ def redis_view(container: dict[str, Any]) -> dict[str, Any]:
         secret = (ref["name"], ref["key"])
     else:
         assert "$(" not in url
+    if sentinel := parse_sentinel(url.replace("$(REDIS_PASSWORD)", "pw")):  # what the services will read
+        return {"url": url, "secret": secret, "scheme": url.partition("://")[0], "host": None, "port": None,
+                "db": str(sentinel.db), "username": sentinel.username or "", "query": urlparse(url).query,
+                "sentinel": sentinel}
     parsed = urlparse(url.replace("$(REDIS_PASSWORD)", "pw"))
     return {"url": url, "secret": secret, "scheme": parsed.scheme, "host": parsed.hostname, "port": parsed.port,
-            "db": parsed.path.lstrip("/"), "username": parsed.username or "", "query": parsed.query}
+            "db": parsed.path.lstrip("/"), "username": parsed.username or "", "query": parsed.query, "sentinel": None}
+
+
+QUEUE_TRIGGERS = ("redis", "redis-sentinel")
 
 
 # ---------------- KEDA: the list names are the code's queue keys ----------------
@@ -57,7 +65,7 @@ def test_scaledobject_list_names_are_the_queue_keys_of_the_code(render, value_se
         target = rendered.get("Deployment", so["spec"]["scaleTargetRef"]["name"])
         queues = env_of(main_container(target))["JOBENGINE_QUEUES"]["value"].split(",")
         assert Settings(queues=",".join(queues)).queues == queues  # the worker accepts them
-        list_names = [t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] == "redis"]
+        list_names = [t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] in QUEUE_TRIGGERS]
         assert list_names == [keys.queue(q) for q in queues]
 
 
@@ -69,16 +77,25 @@ def test_redis_address_and_password_reach_api_worker_and_keda_the_same_way(rende
     view = views[0]
     auths = {a["metadata"]["name"]: a for a in rendered.kind("TriggerAuthentication")}
     for so in rendered.kind("ScaledObject"):
-        for trigger in (t for t in so["spec"]["triggers"] if t["type"] == "redis"):
+        for trigger in (t for t in so["spec"]["triggers"] if t["type"] in QUEUE_TRIGGERS):
             meta = trigger["metadata"]
-            assert meta["address"] == f"{view['host']}:{view['port']}"
+            sentinel = view["sentinel"]
+            if sentinel:  # KEDA asks the same sentinels for the same primary
+                assert trigger["type"] == "redis-sentinel"
+                assert meta["addresses"] == ", ".join(f"{h}:{p}" for h, p in sentinel.sentinels)
+                assert meta["sentinelMaster"] == sentinel.primary
+            else:
+                assert trigger["type"] == "redis"
+                assert meta["address"] == f"{view['host']}:{view['port']}"
             assert meta["databaseIndex"] == view["db"]
             assert meta.get("username", "") == view["username"]
-            assert (meta.get("enableTLS") == "true") == (view["scheme"] == "rediss")
+            assert (meta.get("enableTLS") == "true") == view["scheme"].startswith("rediss")
             if view["secret"]:
                 auth = auths[trigger["authenticationRef"]["name"]]
                 refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
                 assert refs["password"] == view["secret"]
+                if sentinel:
+                    assert refs.get("sentinelPassword") == (view["secret"] if sentinel.sentinel_password else None)
             else:
                 assert "authenticationRef" not in trigger
     if view["secret"] and view["secret"][0].startswith("rel-"):  # chart-managed: the Secret is rendered
@@ -110,6 +127,20 @@ def test_external_redis_tls_wiring(render) -> None:  # type: ignore[no-untyped-d
     assert refs["ca"] == ("managed-redis-ca", "ca.crt")
     assert not rendered.kind("StatefulSet")
     assert [s["metadata"]["name"] for s in rendered.kind("Secret")] == ["rel-jobengine-api-keys"]  # no Redis one
+
+
+def test_external_redis_sentinel_wiring(render) -> None:  # type: ignore[no-untyped-def]
+    rendered: Rendered = render("external-redis-sentinel")
+    for workload in rendered.component("api") + rendered.component("worker"):
+        url = redis_view(main_container(workload))["url"].replace("$(REDIS_PASSWORD)", "pw")
+        assert Settings(redis_url=url).redis_url == url  # the services start with it
+        target = parse_sentinel(url)
+        assert target is not None and target.ssl and target.primary == "jobs-primary" and target.db == 1
+        assert target.sentinels == (("sentinel-0.sentinel.redis.svc", 26379), ("sentinel-1.sentinel.redis.svc", 26380),
+                                    ("sentinel-2.sentinel.redis.svc", 26379))
+        assert target.password == "pw" and target.sentinel_password == "pw"
+        assert target.ssl_options["ssl_ca_certs"].startswith("/etc/jobengine/redis-tls/")
+    assert not rendered.kind("StatefulSet")
 
 
 def test_redis_url_parses_with_redis_py(render) -> None:  # type: ignore[no-untyped-def]

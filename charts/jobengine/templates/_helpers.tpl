@@ -127,6 +127,20 @@ mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
 
 {{/* ---------------- Redis connection ---------------- */}}
 
+{{/* "true" when an external Redis is reached through Sentinel. */}}
+{{- define "jobengine.redis.sentinel" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.sentinel.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The sentinels as host:port, comma-separated (the form of the URL and of KEDA's addresses). */}}
+{{- define "jobengine.redis.sentinelAddresses" -}}
+{{- $addresses := list }}
+{{- range .Values.externalRedis.sentinel.hosts }}
+{{- $addresses = append $addresses (ternary . (printf "%s:26379" .) (regexMatch ":[0-9]+$" .)) }}
+{{- end }}
+{{- join "," $addresses }}
+{{- end }}
+
 {{- define "jobengine.redis.host" -}}
 {{- if .Values.redis.enabled }}
 {{- printf "%s-redis.%s.svc" (include "jobengine.fullname" .) .Release.Namespace }}
@@ -218,8 +232,18 @@ Secret, then JOBENGINE_REDIS_URL built from it with Kubernetes' dependent variab
 {{- $query = append $query "ssl_check_hostname=false" }}
 {{- end }}
 {{- end }}
+{{- $where := "" }}
+{{- if include "jobengine.redis.sentinel" . }}
+{{- $scheme = printf "%s+sentinel" $scheme }}
+{{- $where = printf "%s/%s" (include "jobengine.redis.sentinelAddresses" .) .Values.externalRedis.sentinel.primaryName }}
+{{- if and .Values.externalRedis.sentinel.usePassword $hasPassword }}
+{{- $query = append $query "sentinel_password=$(REDIS_PASSWORD)" }}
+{{- end }}
+{{- else }}
+{{- $where = include "jobengine.redis.address" . }}
+{{- end }}
 - name: JOBENGINE_REDIS_URL
-  value: {{ printf "%s://%s%s/%s%s" $scheme $userinfo (include "jobengine.redis.address" .) (include "jobengine.redis.db" .) (ternary (printf "?%s" (join "&" $query)) "" (gt (len $query) 0)) | quote }}
+  value: {{ printf "%s://%s%s/%s%s" $scheme $userinfo $where (include "jobengine.redis.db" .) (ternary (printf "?%s" (join "&" $query)) "" (gt (len $query) 0)) | quote }}
 {{- end }}
 
 {{- define "jobengine.redis.volumeMounts" -}}
@@ -264,8 +288,11 @@ topologySpreadConstraints:
 
 {{/* Validation of value combinations the schema cannot express. */}}
 {{- define "jobengine.validate" -}}
-{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
-{{- fail "externalRedis.host is required when redis.enabled is false" }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) (not .Values.externalRedis.sentinel.enabled) }}
+{{- fail "externalRedis.host is required when redis.enabled is false (or externalRedis.sentinel.enabled with its hosts)" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.sentinel.enabled (not .Values.externalRedis.sentinel.hosts) }}
+{{- fail "externalRedis.sentinel.hosts is required when externalRedis.sentinel.enabled is true" }}
 {{- end }}
 {{- if and .Values.keda.inFlight.enabled (not .Values.keda.enabled) }}
 {{- fail "keda.inFlight.enabled needs keda.enabled: true" }}

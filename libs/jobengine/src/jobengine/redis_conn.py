@@ -12,10 +12,13 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from .redis_url import parse_sentinel
 from .settings import Settings
 
 # Errors that mean "Redis is unreachable, restarting or full": retry later, never crash. Out of memory
@@ -25,6 +28,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,  # a primary demoted by a failover, before the client learns of it
     ConnectionResetError,
     OSError,
 )
@@ -52,22 +56,33 @@ def sync_client(settings: Settings, *, blocking_timeout: float | None = None) ->
     kwargs = _common_kwargs(settings)
     if blocking_timeout is not None:
         kwargs["socket_timeout"] = blocking_timeout
-    return redis.Redis.from_url(
-        require_url(settings),
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        **kwargs,  # type: ignore[arg-type]
-    )
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+    url = require_url(settings)
+    if target := parse_sentinel(url):
+        sentinels = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs={
+            **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
+        return sentinels.master_for(target.primary, retry=retry, **kwargs, **target.primary_kwargs())
+    return redis.Redis.from_url(url, retry=retry, **kwargs)  # type: ignore[arg-type]
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
     """The API's client: no retry loop inside a request, so a Redis outage becomes a quick 503."""
-    return aioredis.Redis.from_url(
-        require_url(settings),
-        max_connections=256,
-        # The asyncio Retry: the sync one would wrap the coroutine, not its await, and never retry.
-        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 1),
-        **_common_kwargs(settings),  # type: ignore[arg-type]
-    )
+    # The asyncio Retry: the sync one would wrap the coroutine, not its await, and never retry.
+    retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 1)
+    url = require_url(settings)
+    if target := parse_sentinel(url):
+        sentinels = aiosentinel.Sentinel(target.sentinels, sentinel_kwargs={
+            **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
+        return sentinels.master_for(target.primary, max_connections=256, retry=retry, **_common_kwargs(settings),
+                                    **target.primary_kwargs())
+    return aioredis.Redis.from_url(url, max_connections=256, retry=retry,
+                                   **_common_kwargs(settings))  # type: ignore[arg-type]
+
+
+def _sentinel_socket_kwargs(settings: Settings) -> dict[str, object]:
+    """A sentinel that does not answer is skipped for the next one after this long, not waited on."""
+    timeout = min(1.0, settings.redis_socket_timeout)
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
 
 
 def redis_server_binary() -> str:

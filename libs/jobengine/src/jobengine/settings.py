@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .redis_url import check
+
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SECRET_VARIABLES = frozenset({"JOBENGINE_REDIS_URL", "REDIS_URL", "redis_url"})
 
@@ -25,7 +27,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         validation_alias=AliasChoices("JOBENGINE_REDIS_URL", "REDIS_URL"),
-        description="redis:// or rediss:// URL. Unset: an embedded Redis is started (make run only).",
+        description="redis://, rediss:// or unix:// URL, or redis+sentinel://host:26379[,host:26379...]/<primary>[/db] "
+        "(rediss+sentinel:// for TLS; see redis_url.py). Unset: an embedded Redis is started (make run only).",
     )
     redis_socket_timeout: float = Field(5.0, gt=0, description="Seconds before a Redis call counts as failed.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -135,6 +138,13 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return self.env != "development"
         return self.auth == "on"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, value: str | None) -> str | None:
+        if value:
+            check(value)
+        return value
 
     @field_validator("queues", "job_type_modules", mode="before")
     @classmethod

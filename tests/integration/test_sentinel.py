@@ -1,0 +1,103 @@
+"""Redis behind Sentinel: the API and the worker find the primary through the sentinels, and keep going
+after a failover. Real redis-servers on 127.0.0.1: a primary, its replica and one sentinel (quorum 1)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobengine.redis_conn import EmbeddedRedis, free_port, redis_server_binary
+from tests.conftest import wait_for
+
+from .test_api_submit import PRIMES
+
+PRIMARY_NAME = "jobs"
+
+
+class SentinelGroup:
+    def __init__(self, directory: Path) -> None:
+        self.primary = EmbeddedRedis(directory=str(directory / "primary")).start()
+        self.replica = EmbeddedRedis(directory=str(directory / "replica"),
+                                     extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)]).start()
+        self.port = free_port()
+        conf = directory / "sentinel.conf"  # Sentinel rewrites its file: it must be its own and writable
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+                        f"sentinel monitor {PRIMARY_NAME} 127.0.0.1 {self.primary.port} 1\n"
+                        f"sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n"
+                        f"sentinel failover-timeout {PRIMARY_NAME} 10000\n")
+        self.proc = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.sentinel = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+        with redis.Redis(port=self.replica.port) as replica:
+            wait_for(lambda: replica.info("replication")["master_link_status"] == "up", 15,
+                     message="the replica to sync")
+        wait_for(self.knows_the_replica, 15, message="the sentinel to see the replica")
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{PRIMARY_NAME}/0"
+
+    def primary_port(self) -> int:
+        return int(self.sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", PRIMARY_NAME)[1])
+
+    def knows_the_replica(self) -> bool:
+        try:
+            return len(self.sentinel.execute_command("SENTINEL", "REPLICAS", PRIMARY_NAME)) == 1
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        self.sentinel.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.replica.stop()
+        self.primary.stop()
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    g = SentinelGroup(tmp_path)
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def redis_url(group: SentinelGroup) -> str:
+    """The services of this module (start_api, start_worker) connect with the Sentinel URL."""
+    return group.url
+
+
+def test_api_and_worker_find_the_primary_through_sentinel(group, api, worker) -> None:  # type: ignore[no-untyped-def]
+    resp = api.client.post("/v1/jobs", json=PRIMES)
+    assert resp.status_code == 202, resp.text
+    got = api.client.get(resp.headers["location"], params={"wait": 10}).json()
+    assert got["status"] == "finished" and got["result"] == {"primes": [11, 13, 17], "count": 3}
+    with redis.Redis(port=group.primary.port) as primary:
+        assert primary.hget(f"rq:job:{got['id']}", "status") == b"finished"  # written on the primary
+
+
+def test_jobs_keep_flowing_after_a_failover(group, api, worker) -> None:  # type: ignore[no-untyped-def]
+    before = api.client.post("/v1/jobs", json=PRIMES).json()["id"]
+    assert api.client.get(f"/v1/jobs/{before}", params={"wait": 10}).json()["status"] == "finished"
+    with redis.Redis(port=group.primary.port) as primary:
+        assert primary.wait(1, 5000) == 1  # replicated: async replication could lose it in the failover
+
+    group.primary.stop(hard=True)  # SIGKILL: the sentinel sees it down after 1 s and promotes the replica
+    wait_for(lambda: group.primary_port() == group.replica.port, 30, message="the sentinel to fail over")
+
+    deadline = time.monotonic() + 30  # during the switch the API answers 503 + Retry-After: a client retries
+    while (resp := api.client.post("/v1/jobs", json=PRIMES)).status_code == 503 and time.monotonic() < deadline:
+        assert resp.headers.get("retry-after")
+        time.sleep(0.2)
+    assert resp.status_code == 202, resp.text
+    after = api.client.get(resp.headers["location"], params={"wait": 20}).json()
+    assert after["status"] == "finished" and after["result"]["count"] == 3
+    assert api.client.get(f"/v1/jobs/{before}").json()["status"] == "finished"  # kept by the new primary
+    assert worker.alive() and api.proc.alive()
+    with redis.Redis(port=group.replica.port) as promoted:
+        assert promoted.hget(f"rq:job:{after['id']}", "status") == b"finished"
