@@ -21,18 +21,24 @@ PRIMARY_NAME = "jobs"
 
 class SentinelGroup:
     def __init__(self, directory: Path) -> None:
-        self.primary = EmbeddedRedis(directory=str(directory / "primary")).start()
-        self.replica = EmbeddedRedis(directory=str(directory / "replica"),
-                                     extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)]).start()
+        self.dir = directory
+        self.primary = EmbeddedRedis(directory=str(directory / "primary"))
+        self.replica: EmbeddedRedis | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
-        conf = directory / "sentinel.conf"  # Sentinel rewrites its file: it must be its own and writable
-        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+        self.sentinel = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica = EmbeddedRedis(directory=str(self.dir / "replica"),
+                                     extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)]).start()
+        conf = self.dir / "sentinel.conf"  # Sentinel rewrites its file: it must be its own and writable
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
                         f"sentinel monitor {PRIMARY_NAME} 127.0.0.1 {self.primary.port} 1\n"
                         f"sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n"
                         f"sentinel failover-timeout {PRIMARY_NAME} 10000\n")
         self.proc = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        self.sentinel = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
         with redis.Redis(port=self.replica.port) as replica:
             wait_for(lambda: replica.info("replication")["master_link_status"] == "up", 15,
                      message="the replica to sync")
@@ -53,17 +59,22 @@ class SentinelGroup:
 
     def stop(self) -> None:
         self.sentinel.close()
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.replica.stop()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.replica is not None:
+            self.replica.stop()
         self.primary.stop()
 
 
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
     g = SentinelGroup(tmp_path)
-    yield g
-    g.stop()
+    try:
+        g.start()
+        yield g
+    finally:
+        g.stop()
 
 
 @pytest.fixture
