@@ -109,6 +109,12 @@ def test_jobs_keep_flowing_after_a_failover(group, api, worker) -> None:  # type
     after = api.client.get(resp.headers["location"], params={"wait": 20}).json()
     assert after["status"] == "finished" and after["result"]["count"] == 3
     assert api.client.get(f"/v1/jobs/{before}").json()["status"] == "finished"  # kept by the new primary
-    assert worker.alive() and api.proc.alive()
     with redis.Redis(port=group.replica.port) as promoted:
         assert promoted.hget(f"rq:job:{after['id']}", "status") == b"finished"
+
+    # a cancel still reaches the job the worker runs (command channel or heartbeat, on the new primary)
+    slow = api.client.post("/v1/jobs", json={"type": "sleep", "payload": {"seconds": 30}}).json()["id"]
+    wait_for(lambda: api.client.get(f"/v1/jobs/{slow}").json()["status"] == "started", message="the job to start")
+    assert api.client.delete(f"/v1/jobs/{slow}").status_code == 202  # accepted: the worker stops it
+    wait_for(lambda: api.client.get(f"/v1/jobs/{slow}").json()["status"] == "canceled", 5, message="the cancel")
+    assert worker.alive() and api.proc.alive()
