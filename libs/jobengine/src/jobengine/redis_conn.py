@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import redis_failover
 from .redis_url import parse_sentinel
 from .settings import Settings
 
@@ -28,7 +29,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,  # a primary demoted by a failover, before the client learns of it
+    redis.exceptions.ReadOnlyError,  # a demoted primary (redis_failover's connections make it a ConnectionError)
     ConnectionResetError,
     OSError,
 )
@@ -61,8 +62,10 @@ def sync_client(settings: Settings, *, blocking_timeout: float | None = None) ->
     if target := parse_sentinel(url):
         sentinels = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs={
             **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
-        return sentinels.master_for(target.primary, retry=retry, **kwargs, **target.primary_kwargs())
-    return redis.Redis.from_url(url, retry=retry, **kwargs)  # type: ignore[arg-type]
+        return sentinels.master_for(target.primary, retry=retry, **kwargs, **target.primary_kwargs(),
+                                    connection_class=redis_failover.SYNC[redis_failover.scheme(url)])
+    return redis.Redis.from_url(url, retry=retry, connection_class=redis_failover.SYNC[redis_failover.scheme(url)],
+                                **kwargs)  # type: ignore[arg-type]
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
@@ -74,8 +77,10 @@ def async_client(settings: Settings) -> aioredis.Redis:
         sentinels = aiosentinel.Sentinel(target.sentinels, sentinel_kwargs={
             **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
         return sentinels.master_for(target.primary, max_connections=256, retry=retry, **_common_kwargs(settings),
-                                    **target.primary_kwargs())
+                                    **target.primary_kwargs(),
+                                    connection_class=redis_failover.ASYNC[redis_failover.scheme(url)])
     return aioredis.Redis.from_url(url, max_connections=256, retry=retry,
+                                   connection_class=redis_failover.ASYNC[redis_failover.scheme(url)],
                                    **_common_kwargs(settings))  # type: ignore[arg-type]
 
 
