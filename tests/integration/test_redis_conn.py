@@ -4,6 +4,8 @@ demoted the primary they were talking to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -119,3 +121,35 @@ def test_api_and_worker_ride_out_a_demotion_of_their_redis(own_redis, tmp_path, 
         assert worker.alive() and api.proc.alive()
     finally:
         other.stop()
+
+
+def test_api_and_worker_wait_out_a_busy_redis(own_redis, api, worker):  # type: ignore[no-untyped-def]
+    """A script past Redis's time limit makes it answer BUSY to everyone (a disk that cannot take the AOF,
+    MISCONF, likewise): a retryable 503 and a worker that waits, not a 500 and a worker that stops."""
+    admin = redis.Redis(port=own_redis.port)
+    admin.config_set("busy-reply-threshold", 100)  # ms
+    first = api.client.post("/v1/jobs", json=PRIMES)
+    assert api.client.get(first.headers["location"], params={"wait": 10}).json()["status"] == "finished"
+
+    def spin() -> None:
+        with redis.Redis(port=own_redis.port) as client, contextlib.suppress(redis.ResponseError):
+            client.eval("while true do end", 0)  # ends with an error once SCRIPT KILL stops it
+
+    blocker = threading.Thread(target=spin)
+    blocker.start()
+    try:
+        time.sleep(0.5)
+        problem = assert_problem(api.client.post("/v1/jobs", json=PRIMES), 503)
+        assert problem["status"] == 503
+        time.sleep(1.5)  # the worker's claims and heartbeats meet BUSY meanwhile
+        assert worker.alive(), worker.log()[-2000:]
+    finally:
+        admin.script_kill()
+        blocker.join(10)
+        admin.close()
+    deadline = time.monotonic() + 15
+    while (resp := api.client.post("/v1/jobs", json=PRIMES)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resp.status_code == 202, resp.text
+    assert api.client.get(resp.headers["location"], params={"wait": 15}).json()["status"] == "finished"
+    assert worker.alive() and api.proc.alive()

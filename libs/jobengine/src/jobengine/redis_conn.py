@@ -30,6 +30,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.BusyLoadingError,
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,  # a demoted primary (redis_failover's connections make it a ConnectionError)
+    redis_failover.Refusing,  # MISCONF (it cannot persist), BUSY (a script past its time limit)
     ConnectionResetError,
     OSError,
 )

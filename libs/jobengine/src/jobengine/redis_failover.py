@@ -1,10 +1,14 @@
-"""Connection classes that hang up when a failover demotes the server they talk to.
+"""Connection classes that turn a Redis refusing work for a while into errors every caller here retries.
 
 A demoted primary answers writes with READONLY, and a client blocked in BLPOP on it with UNBLOCKED
 ("instance state changed"). redis-py's plain connections keep the socket, so every later write fails
 the same way until the process restarts; its Sentinel connections hang up on READONLY only. These
-close the connection and raise ConnectionError, which every caller here retries: the next command
-connects again, resolving the endpoint's name anew or asking the sentinels for the new primary.
+close the connection and raise ConnectionError: the next command connects again, resolving the
+endpoint's name anew or asking the sentinels for the new primary.
+
+A Redis that cannot persist (MISCONF: its disk is full or failing) or runs a script past its time limit
+(BUSY) refuses commands until that passes. redis-py raises a bare ResponseError, which reads as a bug
+(the worker stopped, the API answered 500); these raise Refusing, a transient error (503, retry).
 """
 
 from __future__ import annotations
@@ -17,9 +21,17 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 
 
+class Refusing(redis.ResponseError):
+    """Redis refuses commands for now (MISCONF, BUSY): retry later."""
+
+
 def demoted(exc: redis.ResponseError) -> bool:
     """The reply of a server that stopped being the primary."""
     return isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith("UNBLOCKED")
+
+
+def refusing(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith(("MISCONF", "BUSY "))
 
 
 def _lost(exc: redis.ResponseError) -> redis.ConnectionError:
@@ -31,6 +43,8 @@ class _HangUp:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except redis.ResponseError as exc:
+            if refusing(exc):
+                raise Refusing(str(exc)) from exc
             if not demoted(exc):
                 raise
             self.disconnect()  # type: ignore[attr-defined]
@@ -42,6 +56,8 @@ class _AsyncHangUp:
         try:
             return await super().read_response(*args, **kwargs)  # type: ignore[misc]
         except redis.ResponseError as exc:
+            if refusing(exc):
+                raise Refusing(str(exc)) from exc
             if not demoted(exc):
                 raise
             await self.disconnect(nowait=True)  # type: ignore[attr-defined]
