@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.redis_cost            # 4,000 jobs each (make bench-redis)
     .venv/bin/python -m bench.redis_cost 10000
+    .venv/bin/python -m bench.redis_cost 4000 --waiting 1000000   # jobengine only, draining the oldest
+                                                                   # 4,000 of 1,000,000 waiting jobs
 
 Redis is the one part every worker shares, so its work per job caps what any number of workers can do
 together. This runs redis-server under valgrind's callgrind (Debian's valgrind; `make bench-redis` installs
@@ -22,30 +24,32 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
 
 from bench.run import processes, rq_enqueue, rq_worker, start_jobengine_worker, submit_backlog
-from jobengine.redis_conn import free_port, redis_server_binary
+from jobengine.redis_conn import EmbeddedRedis, free_port, redis_server_binary
 
 
 def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
-                          worker: Callable[[str], subprocess.Popen]) -> tuple[int, int, float]:
-    """(instructions, jobs measured, Redis commands a job) for one worker draining n jobs."""
+                          worker: Callable[[str], subprocess.Popen],
+                          server_args: Sequence[str] = ()) -> tuple[int, int, float]:
+    """(instructions, jobs measured, Redis commands a job) for one worker draining n jobs; server_args are
+    added to redis-server's (an RDB file to load, for instance)."""
     workdir = Path(tempfile.mkdtemp(prefix="jobengine-cg-"))
     out = workdir / "callgrind.out"
     port = free_port()
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
          redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-         "--appendonly", "no", "--stream-node-max-bytes", "512"],
+         "--appendonly", "no", "--stream-node-max-bytes", "512", *server_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        wait_until(ping(client), timeout=60)
+        wait_until(ping(client), timeout=900)  # loading a big RDB under valgrind takes minutes
         enqueue(client)
         done = lambda: client.zcard("rq:finished:default")  # noqa: E731
         with processes() as procs:
@@ -80,7 +84,7 @@ def ping(client: redis.Redis) -> Callable[[], bool]:
     def answers() -> bool:
         try:
             return bool(client.ping())
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
             return False
     return answers
 
@@ -93,10 +97,34 @@ def wait_until(condition: Callable[[], bool], timeout: float = 900) -> None:
         time.sleep(0.05)
 
 
+def backlog_rdb(directory: Path, waiting: int) -> list[str]:
+    """A dump.rdb of `waiting` add jobs, written by a native Redis (filling it under valgrind would take
+    hours); returns the redis-server arguments that load it."""
+    server = EmbeddedRedis(directory=str(directory), appendonly=False)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        submit_backlog(client, waiting)
+        client.save()
+        client.close()
+    finally:
+        server.stop()
+    return ["--dir", str(directory), "--dbfilename", "dump.rdb"]
+
+
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 4000
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (make bench-redis installs Debian's package)")
+    if "--waiting" in sys.argv:
+        waiting = int(sys.argv[sys.argv.index("--waiting") + 1])
+        with tempfile.TemporaryDirectory(prefix="jobengine-cg-backlog-") as directory:
+            server_args = backlog_rdb(Path(directory), waiting)
+            instructions, jobs, commands = drain_under_callgrind(
+                n, lambda c: None, lambda url: start_jobengine_worker(url, "cg"), server_args)
+        print(f"  jobengine, 1 worker, {waiting:,} waiting {instructions / jobs:>12,.0f} Redis instructions a job"
+              f"  {commands:5.1f} commands a job  ({jobs:,} jobs)", flush=True)
+        return 0
     rows = []
     for engine, enqueue, worker in (
         ("jobengine, 1 worker", lambda c: submit_backlog(c, n), lambda url: start_jobengine_worker(url, "cg")),
