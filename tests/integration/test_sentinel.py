@@ -22,7 +22,8 @@ PRIMARY_NAME = "jobs"
 class SentinelGroup:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.primary = EmbeddedRedis(directory=str(directory / "primary"))
+        # (no 5 s wait for more replicas before the first sync, Redis's default)
+        self.primary = EmbeddedRedis(directory=str(directory / "primary"), extra_args=["--repl-diskless-sync-delay", "0"])
         self.replica: EmbeddedRedis | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
@@ -31,7 +32,8 @@ class SentinelGroup:
     def start(self) -> None:
         self.primary.start()
         self.replica = EmbeddedRedis(directory=str(self.dir / "replica"),
-                                     extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)]).start()
+                                     extra_args=["--replicaof", "127.0.0.1", str(self.primary.port),
+                                                 "--repl-diskless-sync-delay", "0"]).start()
         conf = self.dir / "sentinel.conf"  # Sentinel rewrites its file: it must be its own and writable
         conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
                         f"sentinel monitor {PRIMARY_NAME} 127.0.0.1 {self.primary.port} 1\n"
