@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import redis_failover
-from .redis_url import parse_sentinel
+from .redis_url import SentinelTarget, parse_sentinel, scheme
 from .settings import Settings
 
 # Errors that mean "Redis is unreachable, restarting or full": retry later, never crash. Out of memory
@@ -29,7 +29,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,  # a demoted primary (redis_failover's connections make it a ConnectionError)
     redis_failover.Refusing,  # MISCONF (it cannot persist), BUSY (a script past its time limit)
     ConnectionResetError,
     OSError,
@@ -60,13 +59,12 @@ def sync_client(settings: Settings, *, blocking_timeout: float | None = None) ->
         kwargs["socket_timeout"] = blocking_timeout
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     url = require_url(settings)
+    connection_class = redis_failover.SYNC[scheme(url)]
     if target := parse_sentinel(url):
-        sentinels = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs={
-            **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
-        return sentinels.master_for(target.primary, retry=retry, **kwargs, **target.primary_kwargs(),
-                                    connection_class=redis_failover.SYNC[redis_failover.scheme(url)])
-    return redis.Redis.from_url(url, retry=retry, connection_class=redis_failover.SYNC[redis_failover.scheme(url)],
-                                **kwargs)  # type: ignore[arg-type]
+        sentinels = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
+        return sentinels.master_for(target.primary, retry=retry, connection_class=connection_class, **kwargs,
+                                    **target.primary_kwargs())
+    return redis.Redis.from_url(url, retry=retry, connection_class=connection_class, **kwargs)  # type: ignore[arg-type]
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
@@ -74,21 +72,18 @@ def async_client(settings: Settings) -> aioredis.Redis:
     # The asyncio Retry: the sync one would wrap the coroutine, not its await, and never retry.
     retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 1)
     url = require_url(settings)
+    kwargs = {"max_connections": 256, "retry": retry, "connection_class": redis_failover.ASYNC[scheme(url)],
+              **_common_kwargs(settings)}
     if target := parse_sentinel(url):
-        sentinels = aiosentinel.Sentinel(target.sentinels, sentinel_kwargs={
-            **target.sentinel_kwargs(), **_sentinel_socket_kwargs(settings)})
-        return sentinels.master_for(target.primary, max_connections=256, retry=retry, **_common_kwargs(settings),
-                                    **target.primary_kwargs(),
-                                    connection_class=redis_failover.ASYNC[redis_failover.scheme(url)])
-    return aioredis.Redis.from_url(url, max_connections=256, retry=retry,
-                                   connection_class=redis_failover.ASYNC[redis_failover.scheme(url)],
-                                   **_common_kwargs(settings))  # type: ignore[arg-type]
+        sentinels = aiosentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
+        return sentinels.master_for(target.primary, **kwargs, **target.primary_kwargs())
+    return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
 
 
-def _sentinel_socket_kwargs(settings: Settings) -> dict[str, object]:
-    """A sentinel that does not answer is skipped for the next one after this long, not waited on."""
+def _sentinel_kwargs(target: SentinelTarget, settings: Settings) -> dict[str, object]:
+    """How to reach the sentinels: one that does not answer within a second is skipped for the next."""
     timeout = min(1.0, settings.redis_socket_timeout)
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return {**target.sentinel_kwargs(), "socket_timeout": timeout, "socket_connect_timeout": timeout}
 
 
 def redis_server_binary() -> str:

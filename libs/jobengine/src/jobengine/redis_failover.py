@@ -81,7 +81,3 @@ SYNC = {"redis": Connection, "rediss": SSLConnection, "unix": UnixConnection,
         "redis+sentinel": SentinelConnection, "rediss+sentinel": SentinelSSLConnection}
 ASYNC = {"redis": AsyncConnection, "rediss": AsyncSSLConnection, "unix": AsyncUnixConnection,
          "redis+sentinel": AsyncSentinelConnection, "rediss+sentinel": AsyncSentinelSSLConnection}
-
-
-def scheme(url: str) -> str:
-    return url.partition("://")[0].lower()

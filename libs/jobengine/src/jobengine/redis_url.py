@@ -52,20 +52,26 @@ class SentinelTarget:
         return kwargs
 
 
+def scheme(url: str) -> str:
+    """'redis', 'rediss+sentinel', ...; '' for a URL without one."""
+    name, sep, _ = url.partition("://")
+    return name.lower() if sep else ""
+
+
 def check(url: str) -> None:
     """Raise ValueError saying what is wrong with `url`, if anything redis-py or parse_sentinel would refuse."""
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme in SENTINEL_SCHEMES:
+    if scheme(url) in SENTINEL_SCHEMES:
         parse_sentinel(url)
-    elif scheme not in PLAIN_SCHEMES:
+    elif scheme(url) not in PLAIN_SCHEMES:
         raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://")
 
 
 def parse_sentinel(url: str) -> SentinelTarget | None:
     """The Sentinel target of a redis+sentinel:// or rediss+sentinel:// URL; None for any other URL."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in SENTINEL_SCHEMES:
+    kind = scheme(url)
+    if kind not in SENTINEL_SCHEMES:
         return None
+    rest = url.partition("://")[2]
     # urlsplit reads one host; the netloc here is a list of them, so it is split by hand.
     parts = urlsplit("sentinel://" + rest)
     userinfo, at, hosts = parts.netloc.rpartition("@")
@@ -93,7 +99,7 @@ def parse_sentinel(url: str) -> SentinelTarget | None:
         username=username, password=password,
         sentinel_username=options.get("sentinel_username") or None,
         sentinel_password=options.get("sentinel_password") or None,
-        ssl=scheme.lower() == "rediss+sentinel", ssl_options=ssl_options,
+        ssl=kind == "rediss+sentinel", ssl_options=ssl_options,
     )
 
 
