@@ -23,7 +23,7 @@ from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_resul
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 
-from .fastlane import FastLane, pack, register_constants
+from .fastlane import FastLane, pack
 from .models import JobOptions
 
 # Read-only snapshot of every queue in one round trip. ARGV: queue names known to the API; the
@@ -57,9 +57,6 @@ SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "star
 DEFAULT_TENANT = b"default"  # owner of jobs written without a tenant field
 LIST_SCAN_BUDGET = 1000  # index entries one list request may look at, whatever the filters
 CANCEL_MESSAGE = encode_exc_string("canceled through the API")
-register_constants(*build_job_hash(
-    job_id="", job_type="", function="x.y", payload={}, queue="", timeout=1, result_ttl=1, failure_ttl=1,
-    retry_intervals=[1.0], status="", meta={}, now=datetime.now(timezone.utc)), keys.TENANT_FIELD, "default")
 
 
 def fingerprint(options: JobOptions, exclude: set[str] | None = None) -> str:
