@@ -84,6 +84,7 @@ def test_redis_address_and_password_reach_api_worker_and_keda_the_same_way(rende
                 assert trigger["type"] == "redis-sentinel"
                 assert meta["addresses"] == ", ".join(f"{h}:{p}" for h, p in sentinel.sentinels)
                 assert meta["sentinelMaster"] == sentinel.primary
+                assert meta.get("sentinelUsername") == sentinel.sentinel_username
             else:
                 assert trigger["type"] == "redis"
                 assert meta["address"] == f"{view['host']}:{view['port']}"
@@ -139,6 +140,7 @@ def test_external_redis_sentinel_wiring(render) -> None:  # type: ignore[no-unty
         assert target.sentinels == (("sentinel-0.sentinel.redis.svc", 26379), ("sentinel-1.sentinel.redis.svc", 26380),
                                     ("sentinel-2.sentinel.redis.svc", 26379))
         assert target.password == "pw" and target.sentinel_password == "pw"
+        assert target.sentinel_username == "jobengine-sentinel"
         assert target.ssl_options["ssl_ca_certs"].startswith("/etc/jobengine/redis-tls/")
     assert not rendered.kind("StatefulSet")
 

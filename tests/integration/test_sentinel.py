@@ -17,17 +17,20 @@ from tests.conftest import wait_for
 from .test_api_submit import PRIMES
 
 PRIMARY_NAME = "jobs"
+SENTINEL_USER, SENTINEL_PASSWORD = "jobengine-sentinel", "sentinel-pw"  # the ACL user of the "ACL user" cases
 
 
 class SentinelGroup:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, acl_user: bool = False) -> None:
         self.dir = directory
+        self.acl_user = acl_user  # the sentinel lets in only SENTINEL_USER (its default user is off)
         # (no 5 s wait for more replicas before the first sync, Redis's default)
         self.primary = EmbeddedRedis(directory=str(directory / "primary"), extra_args=["--repl-diskless-sync-delay", "0"])
         self.replica: EmbeddedRedis | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
-        self.sentinel = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+        login = {"username": SENTINEL_USER, "password": SENTINEL_PASSWORD} if acl_user else {}
+        self.sentinel = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True, **login)
 
     def start(self) -> None:
         self.primary.start()
@@ -38,7 +41,9 @@ class SentinelGroup:
         conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
                         f"sentinel monitor {PRIMARY_NAME} 127.0.0.1 {self.primary.port} 1\n"
                         f"sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n"
-                        f"sentinel failover-timeout {PRIMARY_NAME} 10000\n")
+                        f"sentinel failover-timeout {PRIMARY_NAME} 10000\n"
+                        + (f"user default off\nuser {SENTINEL_USER} on >{SENTINEL_PASSWORD} ~* &* +@all\n"
+                           if self.acl_user else ""))
         self.proc = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         with redis.Redis(port=self.replica.port) as replica:
@@ -48,7 +53,8 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.port}/{PRIMARY_NAME}/0"
+        login = f"?sentinel_username={SENTINEL_USER}&sentinel_password={SENTINEL_PASSWORD}" if self.acl_user else ""
+        return f"redis+sentinel://127.0.0.1:{self.port}/{PRIMARY_NAME}/0{login}"
 
     def primary_port(self) -> int:
         return int(self.sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", PRIMARY_NAME)[1])
@@ -56,7 +62,7 @@ class SentinelGroup:
     def knows_the_replica(self) -> bool:
         try:
             return len(self.sentinel.execute_command("SENTINEL", "REPLICAS", PRIMARY_NAME)) == 1
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.AuthenticationError):  # (not up yet)
             return False
 
     def stop(self) -> None:
@@ -70,8 +76,8 @@ class SentinelGroup:
 
 
 @pytest.fixture
-def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    g = SentinelGroup(tmp_path)
+def group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelGroup]:
+    g = SentinelGroup(tmp_path, acl_user=getattr(request, "param", "") == "ACL user")
     try:
         g.start()
         yield g
@@ -85,6 +91,7 @@ def redis_url(group: SentinelGroup) -> str:
     return group.url
 
 
+@pytest.mark.parametrize("group", ["default user", "ACL user"], indirect=True)
 def test_api_and_worker_find_the_primary_through_sentinel(group, api, worker) -> None:  # type: ignore[no-untyped-def]
     resp = api.client.post("/v1/jobs", json=PRIMES)
     assert resp.status_code == 202, resp.text

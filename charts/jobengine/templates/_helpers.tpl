@@ -239,6 +239,9 @@ Secret, then JOBENGINE_REDIS_URL built from it with Kubernetes' dependent variab
 {{- if and .Values.externalRedis.sentinel.usePassword $hasPassword }}
 {{- $query = append $query "sentinel_password=$(REDIS_PASSWORD)" }}
 {{- end }}
+{{- with .Values.externalRedis.sentinel.username }}
+{{- $query = append $query (printf "sentinel_username=%s" .) }}
+{{- end }}
 {{- else }}
 {{- $where = include "jobengine.redis.address" . }}
 {{- end }}
