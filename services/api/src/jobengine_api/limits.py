@@ -57,6 +57,13 @@ class Limits:
             raise invalid([{"field": prefix + field if field else (prefix.rstrip(".") or "body"),
                             "message": message}], "The body exceeds an input limit.")
 
+    def check_batch_item(self, item: Any, index: int) -> None:
+        """check_structure and check_job of one item of a batch, skipped when its compact JSON is too small
+        to break a limit (the usual item: one C-level dumps and two byte counts)."""
+        if self.needs_check(orjson.dumps(item)):
+            self.check_structure(item, f"jobs.{index}.")
+            self.check_job(item)
+
     def check_job(self, item: Any, prefix: str = "") -> None:
         """Payload size of one job (a dict with type and payload), in bytes of its compact JSON."""
         if not isinstance(item, dict) or "payload" not in item:

@@ -7,6 +7,7 @@ Submit handlers read the raw body and validate it with the catalog's TypeAdapter
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -63,11 +64,11 @@ def _body(ref: str) -> dict[str, Any]:
 _submitted: dict[tuple[str, str], Any] = {}
 
 
-def _count_submitted(queue: str, job_type: str) -> None:
+def _count_submitted(queue: str, job_type: str, n: int = 1) -> None:
     child = _submitted.get((queue, job_type))
     if child is None:
         child = _submitted[(queue, job_type)] = JOBS_SUBMITTED.labels(queue, job_type)
-    child.inc()
+    child.inc(n)
 
 
 def _reject_reason(exc: ValidationError) -> str:
@@ -179,8 +180,7 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
     with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
         for index, item in enumerate(items):
             try:
-                ctx.limits.check_structure(item, f"jobs.{index}.")
-                ctx.limits.check_job(item)
+                ctx.limits.check_batch_item(item, index)
             except Problem as problem:
                 JOBS_REJECTED.labels("limit").inc()
                 results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
@@ -204,8 +204,11 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
         except OutOfMemoryError:
             JOBS_REJECTED.labels("redis_oom").inc(len(jobs))
             raise redis_full() from None
+    written: Counter[tuple[str, str]] = Counter()  # (queue, type): counted once a batch, not once a job
     for (index, job), outcome in zip(jobs, outcomes, strict=True):
-        results[index] = _batch_result(request, index, job, outcome)
+        results[index] = _batch_result(request, index, job, outcome, written)
+    for (queue, job_type), n in written.items():
+        _count_submitted(queue, job_type, n)
     accepted = sum(1 for r in results if r is not None and "id" in r)
     status = 202 if accepted == len(items) else 207
     return JSONResponse({"accepted": accepted, "rejected": len(items) - accepted, "results": results},
@@ -234,7 +237,8 @@ def _batch_items(body: bytes, max_items: int) -> list[Any]:
     return items  # type: ignore[no-any-return]
 
 
-def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enqueued) -> dict[str, Any]:
+def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enqueued,
+                  written: Counter[tuple[str, str]]) -> dict[str, Any]:
     if outcome.refused:
         JOBS_REJECTED.labels(outcome.refused).inc()
         problem = too_many(outcome.refused, outcome.retry_after, job.queue)
@@ -245,7 +249,7 @@ def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enque
         return {"index": index, "error": _conflict(job.idempotency_key or "").body(f"{request.url.path}#/jobs/{index}")}
     if outcome.replayed:
         return {"index": index, "id": outcome.id, "status": outcome.status, "replayed": True}
-    _count_submitted(job.queue, job.type)
+    written[job.queue, job.type] += 1
     return {"index": index, "id": job.id, "status": job.status}
 
 
