@@ -155,6 +155,11 @@ bench-redis: venv system-deps ## Redis instructions and commands per job (callgr
 	@command -v valgrind >/dev/null || apt-get install -y valgrind
 	$(PY) -m bench.redis_cost
 
+.PHONY: bench-api
+bench-api: venv system-deps ## API instructions per submitted job (callgrind), single POST and batch, next to a no-op endpoint
+	@command -v valgrind >/dev/null || apt-get install -y valgrind
+	$(PY) -m bench.api_cost
+
 ##@ Reliability
 .PHONY: chaos
 CHAOS_ARGS ?= --jobs 20000 --workers 3 --rate 100

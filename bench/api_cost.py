@@ -1,0 +1,124 @@
+"""The API's own work per submitted job, counted in instructions: POST /v1/jobs and POST /v1/jobs:batch.
+
+    .venv/bin/python -m bench.api_cost          # make bench-api: 2,000 single POSTs, 5 batches of 1,000
+    .venv/bin/python -m bench.api_cost 500 2    # fewer
+
+Timings of the API move by 30-50 % from one run to the next on this VM, so a change of 10 % in its CPU a
+job cannot be told from the noise. This runs the API process (uvicorn, as `make run` does, development
+mode) under valgrind's callgrind with instrumentation switched on only while one keep-alive client sends
+the measured requests (after warm-up ones), against a native redis-server, and prints the instructions the
+API executed per job: the same code gives the same figure within about 1 %. The client and Redis are not
+counted. The first row is bench/noop_app.py served the same way (the reference of the API target): the
+difference is jobengine's own work a submit. The API runs about 50x slower under valgrind; this measures no throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bench.run import CHUNK, MAIN_PY, ROOT, env_for, fresh_redis
+from jobengine.redis_conn import free_port
+
+ADD = {"type": "add", "payload": {"a": 1, "b": 2}}
+
+
+def instructions_while(send: Callable[[httpx.Client], None], warm_up: Callable[[httpx.Client], None],
+                       app: str = "jobengine_api", port_variable: str = "JOBENGINE_API_PORT") -> int:
+    """Instructions the server (the API, or the no-op app) executes during send(client), after warm_up(client)."""
+    workdir = Path(tempfile.mkdtemp(prefix="jobengine-cg-api-"))
+    out = workdir / "callgrind.out"
+    try:
+        with fresh_redis() as server:
+            port = free_port()
+            api = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", MAIN_PY,
+                 "-m", app],
+                env=env_for(server.url, **{port_variable: str(port)}), cwd=ROOT,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+                    wait_ready(client)
+                    warm_up(client)
+                    callgrind_control("--instr=on", api.pid)
+                    send(client)
+                    callgrind_control("--instr=off", api.pid)
+            finally:
+                api.send_signal(2)  # uvicorn stops on SIGINT; callgrind then writes its file
+                try:
+                    api.wait(300)
+                except subprocess.TimeoutExpired:
+                    api.kill()
+                    api.wait()
+        totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
+        re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
+    if not match:
+        raise RuntimeError("no totals in callgrind's output")
+    return int(match.group(1).replace(",", ""))
+
+
+def callgrind_control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
+
+
+def wait_ready(client: httpx.Client, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.get("/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the API did not start under valgrind")
+        time.sleep(0.5)
+
+
+def singles(count: int) -> Callable[[httpx.Client], None]:
+    def send(client: httpx.Client) -> None:
+        for _ in range(count):
+            assert client.post("/v1/jobs", json=ADD).status_code == 202
+    return send
+
+
+def batches(count: int) -> Callable[[httpx.Client], None]:
+    body = json.dumps({"jobs": [{"type": "add", "payload": {"a": j, "b": 1}} for j in range(CHUNK)]})
+
+    def send(client: httpx.Client) -> None:
+        for _ in range(count):
+            resp = client.post("/v1/jobs:batch", content=body, headers={"Content-Type": "application/json"})
+            assert resp.status_code == 202 and resp.json()["accepted"] == CHUNK, resp.text[:300]
+    return send
+
+
+def main() -> int:
+    args = [int(a) for a in sys.argv[1:3]]
+    n_single, n_batch = (args + [2000, 5][len(args):])[:2]
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (make bench-api installs Debian's package)")
+    noop = ("bench.noop_app", "BENCH_NOOP_PORT")  # POST /v1/jobs to a FastAPI endpoint that reads the body only
+    for label, send, warm, jobs, server in (
+        ("no-op FastAPI POST (reference)", singles(n_single), singles(50), n_single, noop),
+        ("POST /v1/jobs", singles(n_single), singles(50), n_single, ("jobengine_api", "JOBENGINE_API_PORT")),
+        (f"POST /v1/jobs:batch ({CHUNK:,}/request)", batches(n_batch), batches(2), n_batch * CHUNK,
+         ("jobengine_api", "JOBENGINE_API_PORT")),
+    ):
+        total = instructions_while(send, warm, *server)
+        print(f"  {label:<34} {total / jobs:>10,.0f} server instructions a job  ({jobs:,} jobs)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
