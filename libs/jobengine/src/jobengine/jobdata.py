@@ -8,6 +8,7 @@ functions: no I/O, shared by the API (async) and the worker (sync).
 from __future__ import annotations
 
 import base64
+import os
 import re
 import uuid
 import zlib
@@ -63,6 +64,16 @@ def parse_ts(value: bytes | str | None) -> datetime | None:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_job_ids(n: int) -> list[str]:
+    """n ids like new_job_id's (random UUIDs, version 4, as hex) from one read of the OS's random source."""
+    raw = bytearray(os.urandom(16 * n))
+    for i in range(6, 16 * n, 16):
+        raw[i] = raw[i] & 0x0F | 0x40  # version 4
+        raw[i + 2] = raw[i + 2] & 0x3F | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
 COMPRESS_DATA_FROM = 256  # bytes: zlib makes a smaller `data` larger, and costs more than the job's encoding

@@ -82,9 +82,9 @@ class PreparedJob:
 
 def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
                 fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default",
-                key_id: str = "", now: datetime | None = None) -> PreparedJob:
+                key_id: str = "", now: datetime | None = None, job_id: str | None = None) -> PreparedJob:
     """`key_id`: the caller's API key, whose token bucket the submission draws on (when rate limits are on).
-    `now`: the submission's time (one for all the jobs of a batch)."""
+    `now`: the submission's time (one for all the jobs of a batch); `job_id`: a new id (drawn by the batch)."""
     now = now or datetime.now(timezone.utc)
     queue = sub.queue or job_type.queue or settings.default_queue
     run_at = sub.run_at
@@ -94,7 +94,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         run_at = None  # due already: queue it now
     status = "scheduled" if run_at else "queued"
     retry = sub.retry or job_type.retry
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     fields = build_job_hash(
         job_id=job_id, job_type=job_type.name, function=job_type.function,
         payload=sub.payload.model_dump(mode="json"),  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from redis.exceptions import OutOfMemoryError
 from starlette.responses import Response
 
 from jobengine import tracing
-from jobengine.jobdata import API_STATUS, TERMINAL
+from jobengine.jobdata import API_STATUS, TERMINAL, new_job_ids
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
 
@@ -177,6 +177,7 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
     results: list[dict[str, Any] | None] = [None] * len(items)
     jobs: list[tuple[int, PreparedJob]] = []
     now = datetime.now(timezone.utc)  # the batch's jobs are submitted at one time
+    ids = iter(new_job_ids(len(items)))
     with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
         for index, item in enumerate(items):
             try:
@@ -196,7 +197,7 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
             jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
                                             trace_meta=span.meta, tenant=principal.tenant,
-                                            key_id=principal.key_id, now=now)))
+                                            key_id=principal.key_id, now=now, job_id=next(ids))))
         if jobs:
             _memory_guard(ctx, len(jobs))
         try:
