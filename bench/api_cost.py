@@ -15,7 +15,6 @@ difference is jobengine's own work a submit. The API runs about 50x slower under
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.redis_cost import callgrind_control, callgrind_total, reap
 from bench.run import CHUNK, MAIN_PY, ROOT, env_for, fresh_redis
 from jobengine.redis_conn import free_port
 
@@ -54,23 +54,10 @@ def instructions_while(send: Callable[[httpx.Client], None], warm_up: Callable[[
                     callgrind_control("--instr=off", api.pid)
             finally:
                 api.send_signal(2)  # uvicorn stops on SIGINT; callgrind then writes its file
-                try:
-                    api.wait(300)
-                except subprocess.TimeoutExpired:
-                    api.kill()
-                    api.wait()
-        totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+                reap(api, 300)
+        return callgrind_total(out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
-        re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
-    if not match:
-        raise RuntimeError("no totals in callgrind's output")
-    return int(match.group(1).replace(",", ""))
-
-
-def callgrind_control(option: str, pid: int) -> None:
-    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
 
 def wait_ready(client: httpx.Client, timeout: float = 300) -> None:

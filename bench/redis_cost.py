@@ -56,28 +56,44 @@ def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
             procs.append(worker(url))
             wait_until(lambda: done() >= n // 20)
             client.config_resetstat()
-            subprocess.run(["callgrind_control", "--instr=on", str(server.pid)], check=True, capture_output=True)
+            callgrind_control("--instr=on", server.pid)
             first = done()
             wait_until(lambda: done() >= n * 19 // 20)
-            subprocess.run(["callgrind_control", "--instr=off", str(server.pid)], check=True, capture_output=True)
+            callgrind_control("--instr=off", server.pid)
             jobs = done() - first
             commands = sum(v["calls"] for k, v in client.info("commandstats").items()
                            if k not in ("cmdstat_zcard", "cmdstat_config|resetstat", "cmdstat_info"))
     finally:
         with contextlib.suppress(redis.ConnectionError):  # SHUTDOWN closes the connection; callgrind then writes
             client.shutdown(nosave=True)
-        try:
-            server.wait(120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+        reap(server, 120)
+        instructions = callgrind_total(out)
         shutil.rmtree(workdir, ignore_errors=True)
+    return instructions, jobs, commands / max(1, jobs)
+
+
+def callgrind_control(option: str, pid: int) -> None:
+    """Switch instrumentation of a process running under callgrind on or off (--instr=on|off)."""
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
+
+
+def reap(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait for a process asked to stop (callgrind writes its file as it exits); kill it past the timeout."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def callgrind_total(out: Path) -> int:
+    """The instructions counted in a callgrind output file."""
+    totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
     match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
         re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
     if not match:
         raise RuntimeError("no totals in callgrind's output")
-    return int(match.group(1).replace(",", "")), jobs, commands / max(1, jobs)
+    return int(match.group(1).replace(",", ""))
 
 
 def ping(client: redis.Redis) -> Callable[[], bool]:
