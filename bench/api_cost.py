@@ -19,14 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from bench.redis_cost import callgrind_control, callgrind_total, reap
-from bench.run import CHUNK, MAIN_PY, ROOT, env_for, fresh_redis
+from bench.run import CHUNK, MAIN_PY, ROOT, env_for, fresh_redis, wait_api
 from jobengine.redis_conn import free_port
 
 ADD = {"type": "add", "payload": {"a": 1, "b": 2}}
@@ -46,8 +45,8 @@ def instructions_while(send: Callable[[httpx.Client], None], warm_up: Callable[[
                 env=env_for(server.url, **{port_variable: str(port)}), cwd=ROOT,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
+                wait_api(f"http://127.0.0.1:{port}", timeout=300)  # (slow to start under valgrind)
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-                    wait_ready(client)
                     warm_up(client)
                     callgrind_control("--instr=on", api.pid)
                     send(client)
@@ -58,19 +57,6 @@ def instructions_while(send: Callable[[httpx.Client], None], warm_up: Callable[[
         return callgrind_total(out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def wait_ready(client: httpx.Client, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the API did not start under valgrind")
-        time.sleep(0.5)
 
 
 def singles(count: int) -> Callable[[httpx.Client], None]:

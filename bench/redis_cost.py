@@ -67,9 +67,9 @@ def drain_under_callgrind(n: int, enqueue: Callable[[redis.Redis], object],
         with contextlib.suppress(redis.ConnectionError):  # SHUTDOWN closes the connection; callgrind then writes
             client.shutdown(nosave=True)
         reap(server, 120)
-        instructions = callgrind_total(out)
+        totals = annotate(out)  # (read before the folder goes; parsed after, so a failed run's error shows)
         shutil.rmtree(workdir, ignore_errors=True)
-    return instructions, jobs, commands / max(1, jobs)
+    return program_total(totals), jobs, commands / max(1, jobs)
 
 
 def callgrind_control(option: str, pid: int) -> None:
@@ -88,7 +88,15 @@ def reap(proc: subprocess.Popen, timeout: float) -> None:
 
 def callgrind_total(out: Path) -> int:
     """The instructions counted in a callgrind output file."""
-    totals = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+    return program_total(annotate(out))
+
+
+def annotate(out: Path) -> str:
+    """callgrind_annotate's report of an output file ('' when there is none)."""
+    return subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+
+
+def program_total(totals: str) -> int:
     match = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", totals, re.M) or \
         re.search(r"^([\d,]+)\s+PROGRAM TOTALS", totals, re.M)
     if not match:
