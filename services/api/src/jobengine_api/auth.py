@@ -10,7 +10,6 @@ compare: no Redis round trip. docs/security.md has the reasoning.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobengine import keys
 
+from .periodic import Periodic
 from .problems import Problem
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ class KeyRefresher:
         self.redis = redis
         self.interval = interval
         self._stat: tuple[int, int, int] | None = self._file_stat()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.refresh, interval, "API key refresh", wait_first=True)
         self._redis_failing = False
 
     def _file_stat(self) -> tuple[int, int, int] | None:
@@ -363,23 +363,10 @@ class KeyRefresher:
                      extra={"keys": len(self.keyring.entries), "revoked": len(self.keyring.revoked)})
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh()
-            except Exception:  # never let the loop die
-                log.exception("API key refresh failed")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._loop.stop()
 
 
 def keyring_from_settings(settings: Any) -> KeyRing | None:

@@ -12,12 +12,12 @@ it writes anything). Off when the ratio is 0 or Redis has no maxmemory.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from jobengine.redis_conn import TRANSIENT_ERRORS
+
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class MemoryGuard:
         self.over = False  # read by the submit handlers: no await, no Redis call on the hot path
         self.used = 0
         self.maxmemory = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self._step, interval, "redis memory guard")
 
     async def sample(self) -> None:
         info = await self.client.info("memory")
@@ -41,23 +41,15 @@ class MemoryGuard:
                         extra={"used_memory": self.used, "maxmemory": self.maxmemory, "ratio": self.ratio})
         self.over = over
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample()
-            except TRANSIENT_ERRORS:
-                self.over = False  # Redis unreachable: the enqueue itself answers 503
-            except Exception:  # noqa: BLE001 - the guard must outlive any surprise
-                log.exception("redis memory guard error")
-            await asyncio.sleep(self.interval)
+    async def _step(self) -> None:
+        try:
+            await self.sample()
+        except TRANSIENT_ERRORS:
+            self.over = False  # Redis unreachable: the enqueue itself answers 503
 
     def start(self) -> None:
-        if self.ratio > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="redis-memory-guard")
+        if self.ratio > 0:
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

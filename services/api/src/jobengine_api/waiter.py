@@ -32,6 +32,7 @@ class DoneWaiter:
         self._ready: asyncio.Future[None] | None = None  # resolved when the pattern subscription is confirmed
         self._waiters: dict[str, set[asyncio.Future[str]]] = {}
         self._connecting = asyncio.Lock()
+        self._closing = False  # (the reader's cancel can be swallowed inside redis-py: see periodic.py)
 
     @asynccontextmanager
     async def subscription(self, job_id: str) -> AsyncIterator[asyncio.Future[str]]:
@@ -74,7 +75,7 @@ class DoneWaiter:
 
     async def _read(self, pubsub: aioredis.client.PubSub, ready: asyncio.Future[None]) -> None:
         try:
-            while True:
+            while not self._closing:
                 message = await pubsub.get_message(timeout=None)
                 if message is None:
                     continue
@@ -111,13 +112,11 @@ class DoneWaiter:
                     future.exception()
 
     async def close(self) -> None:
+        self._closing = True
         pubsub, reader = self._pubsub, self._reader
         if reader is not None:
             reader.cancel()
-            try:
-                await reader
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({reader}, timeout=1.0)  # a swallowed cancel: the reader ends as its connection closes
         self._reset(ConnectionError("API shutting down"), self._ready)
         self._reader = None
         if pubsub is not None:
@@ -125,3 +124,7 @@ class DoneWaiter:
                 await pubsub.aclose()
             except Exception:
                 pass
+        if reader is not None:
+            await asyncio.wait({reader}, timeout=1.0)
+            if reader.done() and not reader.cancelled():
+                reader.exception()  # retrieved: no "never retrieved" warning
