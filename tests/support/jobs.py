@@ -91,3 +91,7 @@ JOB_TYPES = [
     JobType(name="crash", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.crash",
             timeout=30, retry=RetryPolicy(max_retries=1, base_delay=0, jitter=0)),
 ]
+
+from tests.support import gated as _gated  # noqa: E402 - the gated job type joins the test catalog
+
+JOB_TYPES += _gated.JOB_TYPES
