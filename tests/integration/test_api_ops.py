@@ -9,7 +9,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobengine.redis_conn import EmbeddedRedis
 
+from tests.support.gated import open_gate
+from tests.support.wait import wait_until
+
 from .test_api_submit import PRIMES, assert_problem
+
+
+def gated(redis_url: str) -> dict:
+    return {"type": "gated", "payload": {"redis_url": redis_url}}
 
 
 def samples(api) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def]
@@ -25,18 +32,28 @@ def test_probes(api) -> None:
     assert_problem(api.client.get("/no/such/route"), 404)
 
 
-def test_queue_stats(api, r: redis.Redis) -> None:
-    for body in (PRIMES, PRIMES, {**PRIMES, "delay_seconds": 60}, {**PRIMES, "queue": "custom"}):
+def test_queue_stats(api, start_worker, r: redis.Redis, redis_url: str) -> None:
+    """Every figure comes from what the real worker and the API's scripts wrote."""
+    worker = start_worker(JOBENGINE_QUEUES="default")  # "custom" has no worker: its jobs wait
+    failed = api.client.post("/v1/jobs", json=gated(redis_url)).json()["id"]
+    open_gate(r, failed, "fail:boom")
+    finished = api.client.post("/v1/jobs", json=gated(redis_url)).json()["id"]
+    open_gate(r, finished)
+    for job_id in (failed, finished):  # ended and recorded before the next job holds the worker
+        assert api.client.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()["status"] in ("failed", "finished")
+    running = api.client.post("/v1/jobs", json=gated(redis_url)).json()["id"]  # its gate opens at the end
+    canceled = api.client.post("/v1/jobs", json={**PRIMES, "delay_seconds": 60}).json()["id"]
+    assert api.client.delete(f"/v1/jobs/{canceled}").status_code == 200
+    for body in ({**PRIMES, "delay_seconds": 60}, {**PRIMES, "queue": "custom"}, {**PRIMES, "queue": "custom"}):
         assert api.client.post("/v1/jobs", json=body).status_code == 202
-    r.zadd("rq:wip:default", {"x:1": time.time() + 60})
-    r.zadd("rq:failed:default", {"f": 1})
-    r.sadd("rq:workers:default", "rq:worker:alive", "rq:worker:dead")
-    r.hset("rq:worker:alive", "state", "busy")
+    wait_until(lambda: api.client.get(f"/v1/jobs/{running}").json()["status"] == "started", message="the job")
+    r.sadd("rq:workers:default", "rq:worker:dead")  # a worker that died without unregistering: not counted
     items = {q["name"]: q for q in api.client.get("/v1/queues").json()["items"]}
     assert {"high", "default", "low", "custom"} <= set(items)
-    assert items["default"] == {"name": "default", "depth": 2, "in_flight": 1, "scheduled": 1, "failed": 1,
-                                "finished": 0, "canceled": 0, "workers": 1}
-    assert items["custom"]["depth"] == 1 and items["high"]["depth"] == 0
+    assert items["default"] == {"name": "default", "depth": 0, "in_flight": 1, "scheduled": 1, "failed": 1,
+                                "finished": 1, "canceled": 1, "workers": 1}, worker.log()[-2000:]
+    assert items["custom"]["depth"] == 2 and items["custom"]["workers"] == 0 and items["high"]["depth"] == 0
+    open_gate(r, running)
 
 
 def test_metrics_count_jobs_requests_and_queues(api, r: redis.Redis) -> None:
@@ -86,8 +103,7 @@ def test_a_redis_restart_between_requests_costs_no_failed_request(api, redis_ser
     job_id = api.client.post("/v1/jobs", json=PRIMES).json()["id"]
     assert api.client.get(f"/v1/jobs/{job_id}").status_code == 200
     redis_server.stop()
-    redis_server.start()  # same port, data kept (appendonly), script cache empty
-    time.sleep(0.2)
+    redis_server.start()  # same port, data kept (appendonly), script cache empty; returns once Redis answers
     # submits go out on connections that notice the restart, and reload the scripts Redis forgot
     resp = api.client.post("/v1/jobs", json=PRIMES)
     assert resp.status_code == 202, resp.text
