@@ -6,6 +6,9 @@ exactly what the worker's scripts write. Loaded with tests.support.jobs (it appe
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +52,24 @@ def gated(payload: GateInput) -> GateResult:
     return GateResult(value=payload.value, attempt=ctx.attempt)
 
 
+class FileGateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate_path: str  # the job ends once this file exists
+    done_path: str  # a line appended as each run returns: the test sees the end even while Redis is down
+
+
+def file_gated(payload: FileGateInput) -> GateResult:
+    """gated without Redis: for tests that stop Redis while the job runs."""
+    gate, deadline = Path(payload.gate_path), time.monotonic() + GATE_TIMEOUT
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise GateFailure(f"gate not opened within {GATE_TIMEOUT} s")
+        time.sleep(0.01)
+    with open(payload.done_path, "a") as done:
+        done.write(current_job().job_id + "\n")
+    return GateResult(value="", attempt=current_job().attempt)
+
+
 def open_gate(client: redis.Redis, job_id: str, command: str = "finish") -> None:
     """Let the job end: "finish" returns its value, "fail:<message>" raises GateFailure(<message>)."""
     client.rpush(GATE_KEY.format(job_id), command)
@@ -57,4 +78,6 @@ def open_gate(client: redis.Redis, job_id: str, command: str = "finish") -> None
 JOB_TYPES = [
     JobType(name="gated", input_model=GateInput, result_model=GateResult, function="tests.support.gated.gated",
             timeout=GATE_TIMEOUT + 30, retry=RetryPolicy(max_retries=0)),
+    JobType(name="file_gated", input_model=FileGateInput, result_model=GateResult,
+            function="tests.support.gated.file_gated", timeout=GATE_TIMEOUT + 30, retry=RetryPolicy(max_retries=0)),
 ]
