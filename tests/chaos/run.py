@@ -60,6 +60,7 @@ CHART_FSYNC = CHART_VALUES["redis"]["appendfsync"]
 TERMINAL = ("finished", "failed", "canceled")
 FSYNC_WINDOW = 2.5  # seconds before a hard kill whose writes everysec may lose (1 s + a late fsync + margin)
 WORKER_FAULTS = ("sigkill", "sigterm")
+DURABILITY_SETTINGS = ("appendonly", "appendfsync", "maxmemory-policy")  # what the guarantee rests on
 
 
 @dataclass
@@ -99,7 +100,9 @@ class Report:
     never_finished: list[str]
     unfinished_states: dict[str, int]  # status of the never-finished ones ('missing': no hash)
     lost_to_fsync: list[str]
+    never_ran: list[str]  # ended (finished or failed) with no run recorded: an outcome without a run
     run_more_than_once: int
+    most_runs: int  # the most runs of any one job
     explained_by: dict[str, int]
     unexplained: list[tuple[str, list[str]]]
     faults: list[Fault]
@@ -107,10 +110,11 @@ class Report:
     total_seconds: float
     submit_retries: int
     submit_answers: dict[str, int]
+    redis_config: dict[str, str]  # the durability settings of the Redis the run ended on (after its restarts)
 
     @property
     def ok(self) -> bool:
-        return not self.never_finished and not self.unexplained and not self.lost_to_fsync
+        return not self.never_finished and not self.unexplained and not self.lost_to_fsync and not self.never_ran
 
     def text(self) -> str:
         c = self.config
@@ -133,7 +137,8 @@ class Report:
             f"  jobs by terminal state: {', '.join(f'{k} {v}' for k, v in sorted(self.states.items()))}",
             f"  jobs never finished:   {len(self.never_finished)} {self.unfinished_states or ''}",
             f"  jobs lost to the fsync window of the hard Redis kill: {len(self.lost_to_fsync)}",
-            f"  jobs run more than once: {self.run_more_than_once} "
+            f"  jobs ended without a run recorded: {len(self.never_ran)}",
+            f"  jobs run more than once: {self.run_more_than_once} (at most {self.most_runs} runs) "
             f"(explained: {', '.join(f'{k} {v}' for k, v in self.explained_by.items()) or 'none needed'}; "
             f"unexplained {len(self.unexplained)})",
             f"  RESULT: {'PASS' if self.ok else 'FAIL'}",
@@ -142,6 +147,8 @@ class Report:
             lines.append(f"    unexplained {job_id}: {runs}")
         for job_id in self.never_finished[:10]:
             lines.append(f"    never finished {job_id}")
+        for job_id in self.never_ran[:10]:
+            lines.append(f"    ended without a run {job_id}")
         return "\n".join(lines)
 
 
@@ -451,7 +458,7 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
     drained = {f.pid: worker_killed_jobs(p.log()) for f in faults if f.kind == "sigterm"
                for p in cluster.stopped if p.pid == f.pid}
     states: dict[str, int] = {}
-    never, lost, unexplained = [], [], []
+    never, lost, unexplained, never_ran = [], [], [], []
     unfinished: dict[str, int] = {}
     explained_by = {"sigkill": 0, "drain-deadline": 0, "redis-hard": 0}
     duplicates = 0
@@ -478,6 +485,8 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
             ended[job_id] = ts.timestamp()
         parsed = [(int(pid), float(t)) for pid, t in (run.decode().split() for run in runs)]
         runs_of[job_id] = parsed
+        if not parsed and status_s != "canceled":
+            never_ran.append(job_id)
         if len(parsed) > 1:
             duplicates += 1
             reasons = []
@@ -496,13 +505,15 @@ def settle(config: Config, cluster: Cluster, submitter: Submitter, faults: list[
             else:
                 unexplained.append((job_id, [run.decode() for run in runs]))
     measure_recovery(faults, submitter, runs_of, ended)
+    redis_config = {k: v for name in DURABILITY_SETTINGS for k, v in client.config_get(name).items()}
     client.close()
     cfg = asdict(config) | {"started_at": started_at}
     return Report(config=cfg, accepted=len(accepted), states=states, never_finished=never,
-                  unfinished_states=unfinished, lost_to_fsync=lost,
-                  run_more_than_once=duplicates, explained_by={k: v for k, v in explained_by.items() if v},
+                  unfinished_states=unfinished, lost_to_fsync=lost, never_ran=never_ran,
+                  run_more_than_once=duplicates, most_runs=max((len(r) for r in runs_of.values()), default=0), explained_by={k: v for k, v in explained_by.items() if v},
                   unexplained=unexplained, faults=faults, submit_seconds=submit_seconds, total_seconds=total_seconds,
-                  submit_retries=submitter.retries, submit_answers=dict(sorted(submitter.answers.items())))
+                  submit_retries=submitter.retries, submit_answers=dict(sorted(submitter.answers.items())),
+                  redis_config=redis_config)
 
 
 def measure_recovery(faults: list[Fault], submitter: Submitter, runs_of: dict[str, list[tuple[int, float]]],
