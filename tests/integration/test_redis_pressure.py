@@ -1,0 +1,217 @@
+"""Redis under pressure (issue 14): connection bounds, pool exhaustion, an interrupted batch, scripts run
+twice, and jobs written without a tenant. A real redis-server and, where the answer matters, the real API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from jobengine.catalog import discover
+from jobengine.producer import Producer
+from jobengine.redis_conn import async_client
+from jobengine.settings import Settings
+from jobengine_api.models import Submissions
+from jobengine_api.store import JobStore, prepare_job
+from tests.conftest import wait_for
+
+ECHO = {"type": "echo", "payload": {"message": "hi"}}
+
+
+async def _many(base_url: str, key: str | None, requests: list[tuple[str, str, dict | None]]) -> list[httpx.Response]:
+    """Send every request at once, each on its own connection."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
+        return await asyncio.gather(*(client.request(method, path, json=body) for method, path, body in requests))
+
+
+def send_all(api, requests: list[tuple[str, str, dict | None]]) -> list[httpx.Response]:  # type: ignore[no-untyped-def]
+    return asyncio.run(_many(api.base_url, api.key, requests))
+
+
+def api_connections(r: redis.Redis) -> int:
+    """Clients connected to Redis other than this test's own connection."""
+    return sum(1 for c in r.client_list() if c["id"] != str(r.client_id()))
+
+
+# --- 1. the fast lane's connections are bounded ---
+
+def test_concurrent_reads_keep_the_api_within_its_connections(start_api, r: redis.Redis) -> None:
+    api = start_api(JOBENGINE_REDIS_MAX_CONNECTIONS="16")
+    job_id = api.client.post("/v1/jobs", json=ECHO).json()["id"]
+    answers = send_all(api, [("GET", f"/v1/jobs/{job_id}", None)] * 300)
+    assert [a.status_code for a in answers] == [200] * 300
+    # submit lane 16 + read lane 8 + the pool (16: pub/sub, the memory guard, the key refresher) at most
+    assert api_connections(r) <= 16 + 8 + 16
+
+
+# --- 2. an exhausted pool waits, then names itself; long-polls do not starve submits ---
+
+def pause_redis(r: redis.Redis, milliseconds: int) -> None:
+    """Every client's commands wait until the pause ends: each API request then holds its connection."""
+    r.execute_command("CLIENT", "PAUSE", milliseconds, "ALL")
+
+
+def test_more_concurrent_lists_than_connections_all_succeed(start_api, r: redis.Redis) -> None:
+    api = start_api(JOBENGINE_REDIS_MAX_CONNECTIONS="16", JOBENGINE_REDIS_POOL_TIMEOUT_SECONDS="30")
+    api.client.post("/v1/jobs", json=ECHO)
+    pause_redis(r, 3000)  # the requests pile up: 400 want a connection at once (the old pool failed past 256)
+    answers = send_all(api, [("GET", "/v1/jobs", None)] * 400)
+    assert [a.status_code for a in answers] == [200] * 400, {a.text for a in answers if a.status_code != 200}
+    assert all(len(a.json()["items"]) == 1 for a in answers)
+
+
+def test_a_request_that_finds_no_free_connection_gets_a_503_naming_the_pool(start_api, r: redis.Redis) -> None:
+    api = start_api(JOBENGINE_REDIS_MAX_CONNECTIONS="2", JOBENGINE_REDIS_POOL_TIMEOUT_SECONDS="0.2")
+    api.client.get("/v1/jobs")  # the pool's connections exist (one more is the pub/sub's, taken at the first wait)
+    pause_redis(r, 3000)
+    answers = send_all(api, [("GET", "/v1/jobs", None)] * 20)
+    refused = [a for a in answers if a.status_code == 503]
+    assert refused and {a.status_code for a in answers} <= {200, 503}
+    for answer in refused:
+        body = answer.json()
+        assert body["type"] == "urn:jobengine:problem:redis-pool-exhausted", body
+        assert "pool" in body["detail"] and "unreachable" not in body["detail"]
+        assert answer.headers["retry-after"] == "1"
+
+
+def test_submits_are_answered_while_many_long_polls_wait(start_api, r: redis.Redis) -> None:
+    api = start_api(JOBENGINE_REDIS_MAX_CONNECTIONS="16")
+    batch = api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 200}).json()  # no worker: they stay queued
+    waiting = [item["id"] for item in batch["results"]]
+    r.config_resetstat()
+
+    async def scenario() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
+        headers = {"Authorization": f"Bearer {api.key}"}
+        async with httpx.AsyncClient(base_url=api.base_url, headers=headers, limits=limits, timeout=60) as client:
+            polls = [asyncio.ensure_future(client.get(f"/v1/jobs/{job_id}", params={"wait": 30}))
+                     for job_id in waiting]
+            loop = asyncio.get_running_loop()
+            # every long-poll has subscribed and read its job once: all are waiting now
+            await loop.run_in_executor(None, lambda: wait_for(
+                lambda: r.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0) >= len(waiting),
+                timeout=30, message="the long-polls to wait"))
+            submits = await asyncio.gather(*(client.post("/v1/jobs", json=ECHO) for _ in range(50)))
+            assert not any(poll.done() for poll in polls)  # answered while every long-poll still waited
+            for job_id in waiting:  # end them: each long-poll wakes on its job's end
+                assert (await client.delete(f"/v1/jobs/{job_id}")).status_code == 200
+            return submits, list(await asyncio.gather(*polls))
+
+    submits, polls = asyncio.run(scenario())
+    assert [s.status_code for s in submits] == [202] * 50
+    assert [p.json()["status"] for p in polls] == ["canceled"] * len(waiting)
+
+
+# --- 3. a batch interrupted by Redis is written whole or not at all, and answered so ---
+
+@pytest.fixture
+def low_maxmemory(r: redis.Redis) -> Iterator[None]:
+    yield
+    r.config_set("maxmemory", 0)
+
+
+def test_a_batch_that_runs_into_maxmemory_answers_what_redis_holds(start_api, r: redis.Redis, low_maxmemory) -> None:
+    api = start_api(JOBENGINE_REDIS_MEMORY_LIMIT_RATIO="0")  # no guard: Redis itself refuses mid-batch
+    api.client.post("/v1/jobs", json=ECHO)  # scripts loaded, the API's own keys written
+    r.delete("rq:queue:default", "jobengine:index", *r.keys("rq:job:*"))
+    # room for a third of the batch: the old pipeline wrote about that many, then answered "nothing written"
+    r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 150_000)
+    big = {"type": "echo", "payload": {"message": "x" * 2000}}
+    resp = api.client.post("/v1/jobs:batch", json={"jobs": [big] * 200})
+    written = r.keys("rq:job:*")
+    if resp.status_code == 503:
+        assert resp.json()["type"] == "urn:jobengine:problem:redis-out-of-memory"
+        assert written == [] and r.llen("rq:queue:default") == 0 and r.xlen("jobengine:index") == 0
+    else:  # the whole batch fitted
+        assert resp.status_code == 202, resp.text
+        assert len(written) == r.llen("rq:queue:default") == 200
+    r.config_set("maxmemory", 0)
+    assert api.client.post("/v1/jobs:batch", json={"jobs": [big] * 3}).status_code == 202
+
+
+# --- 4. a script that runs twice (redis-py re-sent it) answers as the first run ---
+
+def _store_settings(redis_url: str, **extra: object) -> Settings:
+    return Settings(redis_url=redis_url, job_type_modules=["tests.support.jobs"], **extra)  # type: ignore[arg-type]
+
+
+def test_an_enqueue_run_twice_writes_once(redis_url: str, r: redis.Redis) -> None:
+    settings = _store_settings(redis_url, tenant_max_backlog=10, rate_limit_per_second=1, rate_limit_burst=5)
+    catalog = discover(settings.job_type_modules)
+    sub = Submissions.build(catalog).single.validate_python(ECHO)
+    job = prepare_job(sub, catalog["echo"], settings, tenant="acme", key_id="k1")
+
+    async def twice() -> list[object]:
+        store = JobStore(async_client(settings), settings)
+        try:  # the same EVALSHA twice, as redis-py's retry or a re-sent pipeline does
+            return [await store.enqueue(job), await store.enqueue(job)]
+        finally:
+            await store.fast.aclose()
+            await store.redis.aclose()
+
+    first, second = asyncio.run(twice())
+    assert first == second and not second.refused and not second.replayed  # type: ignore[attr-defined]
+    assert r.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
+    assert r.xlen("jobengine:index") == 1
+    assert r.get("jobengine:backlog:acme") == b"1"  # counted once against the quota
+    assert float(r.hget("jobengine:ratelimit:k1", "tokens")) >= 3.9  # one token spent, not two
+
+
+def test_cancel_and_retry_run_twice_answer_the_same(redis_url: str, r: redis.Redis) -> None:
+    settings = _store_settings(redis_url, tenant_max_backlog=10)
+    catalog = discover(settings.job_type_modules)
+    sub = Submissions.build(catalog).single.validate_python(ECHO)
+    job = prepare_job(sub, catalog["echo"], settings, tenant="acme")
+
+    async def scenario() -> list[tuple[str, str]]:
+        store = JobStore(async_client(settings), settings)
+        try:
+            await store.enqueue(job)
+            answers = [await store.cancel(job.id, "acme", token="t1"), await store.cancel(job.id, "acme", token="t1")]
+            answers.append(await store.cancel(job.id, "acme"))  # a new call: the job has ended
+            answers += [await store.requeue(job.id, "acme", token="t2"), await store.requeue(job.id, "acme", token="t2")]
+            answers.append(await store.requeue(job.id, "acme"))  # a new call: queued already
+            return answers
+        finally:
+            await store.aclose()
+            await store.redis.aclose()
+
+    answers = asyncio.run(scenario())
+    assert answers == [("canceled", "canceled"), ("canceled", "canceled"), ("terminal", "canceled"),
+                       ("queued", "queued"), ("queued", "queued"), ("not_failed", "queued")]
+    assert r.lrange("rq:queue:default", 0, -1) == [job.id.encode()]  # requeued once
+    assert r.get("jobengine:backlog:acme") == b"1"  # uncounted once by the cancel, counted once by the retry
+
+
+# --- 5. jobs written without a tenant belong to none ---
+
+def test_a_default_tenant_key_cannot_reach_jobs_written_without_a_tenant(start_api, r: redis.Redis) -> None:
+    api = start_api()  # its key's tenant is "default"
+    catalog = discover(["tests.support.jobs"])
+    tenantless = Producer(r, catalog=catalog).submit("echo", {"message": "no tenant"})
+    assert r.hget(f"rq:job:{tenantless}", "jobengine_tenant") is None
+    owned = Producer(r, catalog=catalog, tenant="default").submit("echo", {"message": "for default"})
+    c = api.client
+    assert c.get(f"/v1/jobs/{tenantless}").status_code == 404
+    assert c.delete(f"/v1/jobs/{tenantless}").status_code == 404
+    assert r.hget(f"rq:job:{tenantless}", "status") == b"queued"  # not canceled
+    r.hset(f"rq:job:{tenantless}", "status", "failed")
+    assert c.post(f"/v1/jobs/{tenantless}/retry").status_code == 404
+    assert [item["id"] for item in c.get("/v1/jobs").json()["items"]] == [owned]
+    assert c.get(f"/v1/jobs/{owned}").json()["payload"] == {"message": "for default", "fail": False,
+                                                             "fail_attempts": 0}
+
+
+def test_without_authentication_the_one_caller_sees_every_job(start_api, r: redis.Redis) -> None:
+    api = start_api(key=None, JOBENGINE_ENV="development", JOBENGINE_AUTH="auto")
+    catalog = discover(["tests.support.jobs"])
+    tenantless = Producer(r, catalog=catalog).submit("echo", {"message": "no tenant"})
+    acme = Producer(r, catalog=catalog, tenant="acme").submit("echo", {"message": "acme"})
+    assert api.client.get(f"/v1/jobs/{tenantless}").status_code == 200
+    assert {item["id"] for item in api.client.get("/v1/jobs").json()["items"]} == {tenantless, acme}
+    assert api.client.delete(f"/v1/jobs/{acme}").json()["status"] == "canceled"
