@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -174,7 +175,8 @@ def test_cancel_and_retry_run_twice_answer_the_same(redis_url: str, r: redis.Red
             await store.enqueue(job)
             answers = [await store.cancel(job.id, "acme", token="t1"), await store.cancel(job.id, "acme", token="t1")]
             answers.append(await store.cancel(job.id, "acme"))  # a new call: the job has ended
-            answers += [await store.requeue(job.id, "acme", token="t2"), await store.requeue(job.id, "acme", token="t2")]
+            answers += [await store.requeue(job.id, "acme", token="t2"),
+                        await store.requeue(job.id, "acme", token="t2")]
             answers.append(await store.requeue(job.id, "acme"))  # a new call: queued already
             return answers
         finally:
@@ -215,3 +217,30 @@ def test_without_authentication_the_one_caller_sees_every_job(start_api, r: redi
     assert api.client.get(f"/v1/jobs/{tenantless}").status_code == 200
     assert {item["id"] for item in api.client.get("/v1/jobs").json()["items"]} == {tenantless, acme}
     assert api.client.delete(f"/v1/jobs/{acme}").json()["status"] == "canceled"
+
+
+def test_a_batch_after_redis_forgot_the_scripts_is_written_once(api, r: redis.Redis) -> None:
+    assert api.client.post("/v1/jobs:batch", json={"jobs": [ECHO]}).status_code == 202
+    r.script_flush()  # as after a restart: the transaction's EVALSHAs all answer NOSCRIPT and write nothing
+    resp = api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 3})
+    assert resp.status_code == 202, resp.text
+    assert r.llen("rq:queue:default") == 4 and r.xlen("jobengine:index") == 4
+
+
+def test_a_batch_whose_connection_is_cut_before_exec_writes_nothing(api, r: redis.Redis) -> None:
+    assert api.client.post("/v1/jobs", json=ECHO).status_code == 202  # scripts loaded
+    r.delete("rq:queue:default", "jobengine:index", *r.keys("rq:job:*"))
+    r.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")  # the batch's first script call waits inside MULTI
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(api.client.post, "/v1/jobs:batch", json={"jobs": [ECHO] * 5})
+            in_multi = wait_for(lambda: [c for c in r.client_list() if c.get("multi", "-1") != "-1"],
+                                message="the batch's transaction")
+            r.client_kill_filter(_id=in_multi[0]["id"])
+            r.execute_command("CLIENT", "UNPAUSE")
+            resp = answer.result(timeout=30)
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    assert resp.status_code == 503, resp.text
+    assert r.keys("rq:job:*") == [] and r.llen("rq:queue:default") == 0 and r.xlen("jobengine:index") == 0
+    assert api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 5}).status_code == 202  # and it recovers

@@ -35,13 +35,16 @@ class _Bounded:
     """A pool that waits a bounded time for a free connection (redis-py's plain pool fails at once with
     "Too many connections", which the API answered as "Redis is unreachable") and then raises PoolExhausted."""
 
+    timeout: float
+    max_connections: int
+
     async def get_connection(self, *args: object, **kwargs: object) -> object:
         try:
             return await super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except redis.ConnectionError as exc:
             if type(exc) is redis.ConnectionError and str(exc) == POOL_EXHAUSTED:
-                raise PoolExhausted(f"no free Redis connection within {self.timeout:g} s: all "  # type: ignore[attr-defined]
-                                    f"{self.max_connections} of this process's connections are busy") from exc  # type: ignore[attr-defined]
+                raise PoolExhausted(f"no free Redis connection within {self.timeout:g} s: all "
+                                    f"{self.max_connections} of this process's connections are busy") from exc
             raise
 
 
