@@ -244,3 +244,35 @@ def test_a_batch_whose_connection_is_cut_before_exec_writes_nothing(api, r: redi
     assert resp.status_code == 503, resp.text
     assert r.keys("rq:job:*") == [] and r.llen("rq:queue:default") == 0 and r.xlen("jobengine:index") == 0
     assert api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 5}).status_code == 202  # and it recovers
+
+
+def test_the_fast_lane_bounds_its_connections_and_the_wait_for_one(redis_url: str, r: redis.Redis) -> None:
+    from jobengine_api.fastlane import FastLane, pack
+    from jobengine.redis_conn import PoolExhausted
+
+    async def scenario() -> tuple[list[object], int]:
+        client = async_client(_store_settings(redis_url))
+        lane = FastLane(client, timeout=30, max_connections=2, wait_timeout=0.2)
+        try:
+            r.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")  # the two connections' INCRs hang
+            held = []
+            for n in (1, 2):  # one at a time: commands queued in the same tick share one write
+                held.append(asyncio.ensure_future(lane.execute_many([pack(["INCR", "held"])])))
+                while lane.open_connections < n:
+                    await asyncio.sleep(0)
+            late = [asyncio.ensure_future(lane.execute(pack(["INCR", "late"]))) for _ in range(3)]
+            outcomes: list[object] = list(await asyncio.gather(*late, return_exceptions=True))
+            opened = lane.open_connections
+            r.execute_command("CLIENT", "UNPAUSE")
+            outcomes += await asyncio.gather(*held)
+            return outcomes, opened
+        finally:
+            r.execute_command("CLIENT", "UNPAUSE")
+            await lane.aclose()
+            await client.aclose()
+
+    outcomes, opened = asyncio.run(scenario())
+    assert opened == 2
+    assert [type(o) for o in outcomes[:3]] == [PoolExhausted] * 3 and "busy" in str(outcomes[0])
+    assert sorted(outcomes[3:]) == [[1], [2]]  # type: ignore[type-var]
+    assert r.get("late") is None  # a command that waited out its time was never sent

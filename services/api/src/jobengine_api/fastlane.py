@@ -29,9 +29,9 @@ from jobengine.redis_conn import PoolExhausted
 
 Arg = bytes | str | int | float
 MAX_BATCH = 256  # entries per write: keeps one slow batch from holding too many requests
-# one queued entry: its packed bytes, the future of its reply, and how many replies it has (1 for a single
-# command, whose future gets the reply or the error; n for a group, whose future gets a list of n replies,
-# error replies in place)
+# one queued entry: its packed bytes, the future of its reply, and its size: 0 for a single command, whose
+# future gets the reply or the error; n for a group of n commands, whose future gets the list of their n
+# replies, error replies in place
 Entry = tuple[bytes, asyncio.Future[Any], int]
 
 
@@ -74,7 +74,7 @@ class FastLane:
 
     async def execute(self, packed: bytes) -> Any:
         """Queue one packed command for this tick's batch and return its reply."""
-        return await self._queue(packed, 1)
+        return await self._queue(packed, 0)
 
     async def execute_many(self, packed: list[bytes]) -> list[Any]:
         """Send the commands together, in one write on one connection; replies (or ResponseErrors) in order.
@@ -143,7 +143,7 @@ class FastLane:
                     await conn.connect()
                 await conn.send_packed_command([packed for packed, _, _ in batch], check_health=False)
                 for _, future, replies in batch:
-                    if replies == 1:
+                    if replies == 0:
                         try:
                             reply = await conn.read_response()
                         except ResponseError as exc:  # an error reply: the connection stays in step
