@@ -13,7 +13,7 @@ import redis
 
 from jobengine.catalog import discover
 from jobengine.producer import Producer
-from jobengine.redis_conn import async_client
+from jobengine.redis_conn import EmbeddedRedis, async_client
 from jobengine.settings import Settings
 from jobengine_api.models import Submissions
 from jobengine_api.store import JobStore, prepare_job
@@ -276,3 +276,20 @@ def test_the_fast_lane_bounds_its_connections_and_the_wait_for_one(redis_url: st
     assert [type(o) for o in outcomes[:3]] == [PoolExhausted] * 3 and "busy" in str(outcomes[0])
     assert sorted(outcomes[3:]) == [[1], [2]]  # type: ignore[type-var]
     assert r.get("late") is None  # a command that waited out its time was never sent
+
+
+def test_a_batch_on_a_demoted_primary_gets_a_503(start_api, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    own = EmbeddedRedis(directory=str(tmp_path / "own")).start()
+    other = EmbeddedRedis(directory=str(tmp_path / "other")).start()
+    try:
+        api = start_api(JOBENGINE_REDIS_URL=own.url)
+        assert api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 2}).status_code == 202
+        with redis.Redis(port=own.port) as admin:
+            admin.replicaof("127.0.0.1", other.port)  # READONLY inside EXEC's replies: a hang-up, not a 500
+            resp = api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 2})
+            assert resp.status_code == 503, resp.text
+            admin.replicaof("no", "one")
+        assert api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 2}).status_code == 202
+    finally:
+        own.stop()
+        other.stop()

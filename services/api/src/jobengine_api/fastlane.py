@@ -25,6 +25,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobengine import redis_failover
 from jobengine.redis_conn import PoolExhausted
 
 Arg = bytes | str | int | float
@@ -183,8 +184,14 @@ class FastLane:
 
 
 async def _reply(conn: AbstractConnection) -> Any:
-    """One reply of a group; an error reply in its place."""
+    """One reply of a group; an error reply in its place. A READONLY inside EXEC's replies (a demoted
+    primary) hangs up as one outside does (redis_failover.py), or every batch would fail on this connection."""
     try:
-        return await conn.read_response()
+        reply = await conn.read_response()
     except ResponseError as exc:
         return exc
+    if type(reply) is list:
+        for item in reply:
+            if isinstance(item, ResponseError) and redis_failover.demoted(item):
+                raise redis_failover.lost(item)
+    return reply
