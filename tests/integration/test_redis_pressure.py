@@ -4,6 +4,7 @@ twice, and jobs written without a tenant. A real redis-server and, where the ans
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,8 +13,8 @@ import pytest
 import redis
 
 from jobengine.catalog import discover
-from jobengine.producer import Producer
-from jobengine.redis_conn import EmbeddedRedis, async_client
+from jobengine.producer import JobSpec, Producer
+from jobengine.redis_conn import EmbeddedRedis, async_client, free_port, sync_client
 from jobengine.settings import Settings
 from jobengine_api.models import Submissions
 from jobengine_api.store import JobStore, prepare_job
@@ -293,3 +294,103 @@ def test_a_batch_on_a_demoted_primary_gets_a_503(start_api, tmp_path) -> None:  
     finally:
         own.stop()
         other.stop()
+
+
+class ReplyDropper:
+    """A TCP proxy to Redis that, once armed with a marker, forwards the next client write holding it, waits
+    for Redis's reply and then cuts both connections instead of relaying it: the command ran, its reply is
+    lost, and redis-py re-sends it on a new connection (its retry), as after a timeout or a failover."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.marker: bytes | None = None
+        self.dropped = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReplyDropper:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def arm(self, *marker: bytes) -> None:
+        self.dropped.clear()
+        self.marker = b"".join(marker)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def downstream() -> None:
+            while data := await up_r.read(65536):
+                client_w.write(data)
+                await client_w.drain()
+
+        relay = asyncio.ensure_future(downstream())
+        try:
+            while data := await client_r.read(65536):
+                if self.marker is not None and all(part in data for part in self.marker.split(b"\0")):
+                    self.marker = None
+                    relay.cancel()
+                    await asyncio.gather(relay, return_exceptions=True)
+                    up_w.write(data)
+                    await up_r.read(65536)  # Redis ran it and answered: the answer goes nowhere
+                    self.dropped.set()
+                    return
+                up_w.write(data)
+                await up_w.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            relay.cancel()
+            for writer in (client_w, up_w):
+                writer.close()
+
+
+def test_cancel_and_retry_whose_reply_is_lost_are_answered_once(start_api, redis_server, r: redis.Redis) -> None:
+    with ReplyDropper(redis_server.port) as proxy:
+        api = start_api(JOBENGINE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+        job_id = api.client.post("/v1/jobs", json=ECHO).json()["id"]
+        proxy.arm(b"EVALSHA\0", job_id.encode())
+        resp = api.client.delete(f"/v1/jobs/{job_id}")  # ran twice in Redis: the retry's run answered
+        assert proxy.dropped.is_set()
+        assert resp.status_code == 200 and resp.json()["status"] == "canceled", resp.text
+        proxy.arm(b"EVALSHA\0", job_id.encode())
+        resp = api.client.post(f"/v1/jobs/{job_id}/retry")
+        assert proxy.dropped.is_set()
+        assert resp.status_code == 202, resp.text
+    assert r.lrange("rq:queue:default", 0, -1) == [job_id.encode()]  # queued once
+
+
+def test_a_producer_pipeline_whose_reply_is_lost_writes_each_job_once(redis_server, r: redis.Redis) -> None:
+    with ReplyDropper(redis_server.port) as proxy:
+        client = sync_client(Settings(redis_url=f"redis://127.0.0.1:{proxy.port}/0"))
+        try:
+            producer = Producer(client, catalog=discover(["tests.support.jobs"]))
+            producer.submit("echo", {"message": "warm"})  # scripts loaded
+            proxy.arm(b"EVALSHA\0", b"second")
+            ids = producer.submit_many([JobSpec("echo", {"message": m}) for m in ("first", "second", "third")])
+            assert proxy.dropped.is_set()  # the pipeline ran, its replies were lost, redis-py sent it again
+        finally:
+            client.close()
+    assert r.lrange("rq:queue:default", 1, -1) == [i.encode() for i in ids]
