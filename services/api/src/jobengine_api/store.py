@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -15,12 +16,14 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ExecAbortError, NoScriptError, ResponseError
 
 from jobengine import keys
 from jobengine.catalog import JobType
 from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
                                utcformat)
+from jobengine.redis_conn import PoolExhausted
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 
@@ -218,28 +221,39 @@ class JobStore:
     async def enqueue(self, job: PreparedJob) -> Enqueued:
         script = self.scripts.enqueue
         command = pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args])
-        try:
-            reply = await self.fast.execute(command)
-        except NoScriptError:  # Redis restarted or was flushed; the sha is the script's hash: load and resend
-            await self._load(script)
-            reply = await self.fast.execute(command)
+        reply = await self._enqueue_call(lambda: self.fast.execute(command))
         return _enqueued(job, reply, self.settings)
 
     async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
         """All jobs in one write, atomically: MULTI, an EVALSHA each, EXEC. Redis runs them all or none, so
         an error (out of memory while queueing them, a connection lost before EXEC) leaves nothing written,
-        and a raised error means exactly that; a connection lost after EXEC was sent leaves the batch
-        written whole or not at all (docs/guarantees.md, "Batches")."""
+        and a raised error means exactly that (docs/guarantees.md, "Batches")."""
         if not jobs:
             return []
         script = self.scripts.enqueue
         commands = [pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args]) for job in jobs]
-        try:
-            replies = await self._transaction(commands)
-        except NoScriptError:  # the transaction did nothing: load the script and send it again
-            await self._load(script)
-            replies = await self._transaction(commands)
+        replies = await self._enqueue_call(lambda: self._transaction(commands))
         return [_enqueued(job, reply, self.settings) for job, reply in zip(jobs, replies, strict=True)]
+
+    async def _enqueue_call(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """send() of enqueue.lua calls. NOSCRIPT (Redis restarted or was flushed: nothing ran): load the
+        script and send again. A connection lost on the way (a failover, a killed connection): the calls
+        may or may not have run, so send them once more: enqueue.lua is safe to run twice (a job written by
+        the first run answers "written" again), and the second answer is the true one. Not after a
+        timeout (a second wait as long) nor when the pool had no connection (nothing was sent)."""
+        loaded = resent = False
+        while True:
+            try:
+                return await send()
+            except NoScriptError:
+                if loaded:
+                    raise
+                loaded = True
+                await self._load(self.scripts.enqueue)
+            except RedisConnectionError as exc:
+                if resent or isinstance(exc, PoolExhausted):
+                    raise
+                resent = True
 
     async def _transaction(self, commands: list[bytes]) -> list[Any]:
         """EXEC's replies; raises the error that made Redis refuse it (nothing was run then), or a command's
