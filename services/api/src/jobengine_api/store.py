@@ -225,9 +225,10 @@ class JobStore:
         return _enqueued(job, reply, self.settings)
 
     async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
-        """All jobs in one write, atomically: MULTI, an EVALSHA each, EXEC. Redis runs them all or none, so
-        an error (out of memory while queueing them, a connection lost before EXEC) leaves nothing written,
-        and a raised error means exactly that (docs/guarantees.md, "Batches")."""
+        """All jobs in one write, atomically: MULTI, an EVALSHA each, EXEC. Redis runs them all or none: a
+        refusal (out of memory while queueing them) leaves nothing written; a lost connection is answered
+        by sending the transaction again (_enqueue_call); only a timeout leaves the outcome unknown
+        (docs/guarantees.md, "Batches")."""
         if not jobs:
             return []
         script = self.scripts.enqueue
@@ -279,7 +280,7 @@ class JobStore:
 
     async def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The job, or None when it does not exist or (with `tenant`) belongs to another tenant."""
-        # on the fast lane: this read sits on the submit -> result path of every long-poll
+        # on the read lane (auto-pipelined like submits): this read sits on the path of every long-poll
         hash_reply, results = await self.reads.execute_many(
             [pack(["HGETALL", keys.job(job_id)]), pack(["XREVRANGE", keys.results(job_id), "+", "-", "COUNT", 1])])
         for reply in (hash_reply, results):
