@@ -2,6 +2,10 @@
 
 Same validation and the same atomic enqueue script as the API; useful for Python services that
 already hold a Redis connection, for tests and for benchmarks.
+
+Jobs belong to no tenant unless the Producer is given one: like stock RQ's, they carry no
+jobengine_tenant field, and no API key can read, list, cancel or retry them (only the API with
+authentication off sees them; docs/security.md). Give `tenant` to write them for that tenant's keys.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ class JobSpec:
 
 
 def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
-                 index_max_age: int = 0) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of enqueue.lua for one validated job (no idempotency key)."""
+                 index_max_age: int = 0, tenant: str | None = None) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of enqueue.lua for one validated job (no idempotency key); `tenant`: its owner (None: none)."""
     queue = spec.queue or job_type.queue
     run_at = now.timestamp() + spec.delay_seconds if spec.delay_seconds > 0 else 0
     retry = spec.retry or job_type.retry
     fields = build_job_hash(
         job_id=job_id, job_type=job_type.name, function=job_type.function, payload=spec.payload, queue=queue,
         timeout=spec.timeout or job_type.timeout, result_ttl=job_type.result_ttl, failure_ttl=job_type.failure_ttl,
-        retry_intervals=retry.intervals(), status="scheduled" if run_at else "queued", meta=spec.meta or {}, now=now,
+        retry_intervals=retry.intervals(), status="scheduled" if run_at else "queued",
+        meta={**(spec.meta or {}), **({"tenant": tenant} if tenant else {})}, now=now,
     )
+    if tenant:  # as the API writes it: a hash field the scripts check, and in meta
+        fields[keys.TENANT_FIELD] = tenant
     flat = [item for pair in fields.items() for item in pair]
     keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", "", ""]
     # no backlog limit, rate limit or tenant quota: those guard the API's callers
@@ -50,8 +57,10 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
 
 class Producer:
     def __init__(self, client: redis.Redis, catalog: Catalog | None = None,
-                 index_max_age_seconds: int = Settings.model_fields["index_max_age_seconds"].default) -> None:
+                 index_max_age_seconds: int = Settings.model_fields["index_max_age_seconds"].default,
+                 tenant: str | None = None) -> None:
         self.client = client
+        self.tenant = tenant
         self.catalog = catalog or get_catalog()
         self.scripts = Scripts.register(client)
         self.index_max_age = index_max_age_seconds
@@ -64,7 +73,7 @@ class Producer:
             job_type = self.catalog[spec.type]
             payload = job_type.input_model.model_validate(spec.payload).model_dump(mode="json")
             spec = JobSpec(**{**spec.__dict__, "payload": payload})
-            calls.append(enqueue_call(job_type, spec, new_job_id(), now, self.index_max_age))
+            calls.append(enqueue_call(job_type, spec, new_job_id(), now, self.index_max_age, self.tenant))
         with self.client.pipeline(transaction=False) as pipe:
             for keys_, args in calls:
                 self.scripts.enqueue(keys=keys_, args=args, client=pipe)

@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -21,6 +22,35 @@ from redis.retry import Retry
 from . import redis_failover
 from .redis_url import SentinelTarget, parse_sentinel, scheme
 from .settings import Settings
+
+class PoolExhausted(redis.ConnectionError):
+    """Every connection of this process's pool stayed busy for the pool's wait: Redis itself may be fine,
+    the process is over its share of connections (too many concurrent requests). Nothing was sent."""
+
+
+POOL_EXHAUSTED = "No connection available."  # redis-py's BlockingConnectionPool, when its wait runs out
+
+
+class _Bounded:
+    """A pool that waits a bounded time for a free connection (redis-py's plain pool fails at once with
+    "Too many connections", which the API answered as "Redis is unreachable") and then raises PoolExhausted."""
+
+    timeout: float
+    max_connections: int
+
+    async def get_connection(self, *args: object, **kwargs: object) -> object:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        except redis.ConnectionError as exc:
+            if type(exc) is redis.ConnectionError and str(exc) == POOL_EXHAUSTED:
+                raise PoolExhausted(f"no free Redis connection within {self.timeout:g} s: all "
+                                    f"{self.max_connections} of this process's connections are busy") from exc
+            raise
+
+
+class BoundedPool(_Bounded, BlockingConnectionPool): ...
+class BoundedSentinelPool(_Bounded, aiosentinel.SentinelConnectionPool, BlockingConnectionPool): ...
+
 
 # Errors that mean "Redis is unreachable, restarting or full": retry later, never crash. Out of memory
 # (over maxmemory with noeviction) refuses a script before its first write and a MULTI as a whole.
@@ -32,7 +62,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis_failover.Refusing,  # MISCONF (it cannot persist), BUSY (a script past its time limit)
     ConnectionResetError,
     OSError,
-)
+)  # (PoolExhausted is a ConnectionError: a 503 too, with its own reason)
 
 
 def _common_kwargs(settings: Settings) -> dict[str, object]:
@@ -68,16 +98,22 @@ def sync_client(settings: Settings, *, blocking_timeout: float | None = None) ->
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
-    """The API's client: no retry loop inside a request, so a Redis outage becomes a quick 503."""
+    """The API's client: no retry loop inside a request, so a Redis outage becomes a quick 503.
+
+    At most JOBENGINE_REDIS_MAX_CONNECTIONS connections; a request that finds them all busy waits up to
+    JOBENGINE_REDIS_POOL_TIMEOUT_SECONDS for one, then fails with PoolExhausted (503 naming the pool).
+    The one retry re-sends a command whose reply was lost: every script the API calls is safe to run twice
+    (docs/guarantees.md, "Redis failover")."""
     # The asyncio Retry: the sync one would wrap the coroutine, not its await, and never retry.
     retry = AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 1)
     url = require_url(settings)
-    kwargs = {"max_connections": 256, "retry": retry, "connection_class": redis_failover.ASYNC[scheme(url)],
-              **_common_kwargs(settings)}
+    kwargs = {"max_connections": settings.redis_max_connections, "timeout": settings.redis_pool_timeout_seconds,
+              "retry": retry, "connection_class": redis_failover.ASYNC[scheme(url)], **_common_kwargs(settings)}
     if target := parse_sentinel(url):
         sentinels = aiosentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
-        return sentinels.master_for(target.primary, **kwargs, **target.primary_kwargs())
-    return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+        return sentinels.master_for(target.primary, connection_pool_class=BoundedSentinelPool, **kwargs,
+                                    **target.primary_kwargs())
+    return aioredis.Redis.from_pool(BoundedPool.from_url(url, **kwargs))
 
 
 def _sentinel_kwargs(target: SentinelTarget, settings: Settings) -> dict[str, object]:

@@ -34,7 +34,7 @@ def refusing(exc: redis.ResponseError) -> bool:
     return str(exc).startswith(("MISCONF", "BUSY "))
 
 
-def _lost(exc: redis.ResponseError) -> redis.ConnectionError:
+def lost(exc: redis.ResponseError) -> redis.ConnectionError:
     return redis.ConnectionError(f"Redis is no longer the primary (failover?), reconnecting: {exc}")
 
 
@@ -48,7 +48,7 @@ class _HangUp:
             if not demoted(exc):
                 raise
             self.disconnect()  # type: ignore[attr-defined]
-            raise _lost(exc) from exc
+            raise lost(exc) from exc
 
 
 class _AsyncHangUp:
@@ -61,7 +61,7 @@ class _AsyncHangUp:
             if not demoted(exc):
                 raise
             await self.disconnect(nowait=True)  # type: ignore[attr-defined]
-            raise _lost(exc) from exc
+            raise lost(exc) from exc
 
 
 class Connection(_HangUp, redis.Connection): ...

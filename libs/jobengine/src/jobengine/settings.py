@@ -31,6 +31,14 @@ class Settings(BaseSettings):
         "(rediss+sentinel:// for TLS; see redis_url.py). Unset: an embedded Redis is started (make run only).",
     )
     redis_socket_timeout: float = Field(5.0, gt=0, description="Seconds before a Redis call counts as failed.")
+    redis_max_connections: int = Field(
+        256, ge=2, description="Redis connections of one API process's pool (the submit and read lanes keep 16 "
+        "and 8 more of their own)."
+    )
+    redis_pool_timeout_seconds: float = Field(
+        2.0, gt=0, description="How long an API request waits for a free Redis connection when all are busy; "
+        "then 503 naming the pool (not Redis) as the cause."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     job_type_modules: Annotated[list[str], NoDecode] = Field(

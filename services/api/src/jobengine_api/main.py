@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 await refresher.stop()
             await guard.stop()
             await waiter.close()
-            await store.fast.aclose()
+            await store.aclose()
             await client.aclose()
 
     app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from redis.exceptions import OutOfMemoryError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobengine.redis_conn import TRANSIENT_ERRORS
+from jobengine.redis_conn import TRANSIENT_ERRORS, PoolExhausted
 
 from .responses import ProblemResponse
 
@@ -142,6 +142,9 @@ def install(app: FastAPI) -> None:
 
     async def on_redis_down(request: Request, exc: Exception) -> ProblemResponse:
         log.warning("redis unavailable", extra={"error": repr(exc), "path": request.url.path})
+        if isinstance(exc, PoolExhausted):  # Redis may be fine: this process has no free connection
+            return Problem(503, "redis-pool-exhausted", f"The API's Redis connection pool is exhausted ({exc}); "
+                           "retry shortly.", headers={"Retry-After": "1"}).response(request.url.path)
         return unavailable().response(request.url.path)
 
     async def on_redis_full(request: Request, exc: Exception) -> ProblemResponse:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -14,12 +16,14 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ExecAbortError, NoScriptError, ResponseError
 
 from jobengine import keys
 from jobengine.catalog import JobType
 from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
                                utcformat)
+from jobengine.redis_conn import PoolExhausted
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 
@@ -54,7 +58,9 @@ return out
 QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "canceled", "workers")
 
 SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at", keys.TENANT_FIELD)
-DEFAULT_TENANT = b"default"  # owner of jobs written without a tenant field
+# A job without the tenant field (written by the Producer without a tenant, or by stock RQ) belongs to no
+# tenant: the field's absence matches no key's tenant (always a non-empty name), so no key reads, lists,
+# cancels or retries it. With authentication off (development) the one implicit caller sees every job.
 LIST_SCAN_BUDGET = 1000  # index entries one list request may look at, whatever the filters
 CANCEL_MESSAGE = encode_exc_string("canceled through the API")
 
@@ -187,7 +193,11 @@ class JobStore:
         self.redis = client
         self.settings = settings
         self.scripts = Scripts.register(client)
-        self.fast = FastLane(client, settings.redis_socket_timeout)
+        wait = settings.redis_pool_timeout_seconds
+        self.fast = FastLane(client, settings.redis_socket_timeout, 16, wait)  # submits (and script loads)
+        # reads by id on a lane of their own: long-polls re-read while they wait, and must not queue submits
+        self.reads = FastLane(client, settings.redis_socket_timeout, 8, wait)
+        self.see_all = not settings.auth_enabled  # development: one implicit tenant that sees every job
         self._queue_stats = client.register_script(QUEUE_STATS_LUA)
 
     async def warm_up(self) -> None:
@@ -198,34 +208,68 @@ class JobStore:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
+    async def aclose(self) -> None:
+        await self.fast.aclose()
+        await self.reads.aclose()
+
+    def _owner(self, tenant: str | None) -> str | None:
+        """The tenant whose jobs the caller may see; None: every job (no tenant given, or auth off)."""
+        return None if self.see_all else tenant
+
     # --- submit ---
 
     async def enqueue(self, job: PreparedJob) -> Enqueued:
         script = self.scripts.enqueue
         command = pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args])
-        try:
-            reply = await self.fast.execute(command)
-        except NoScriptError:  # Redis restarted or was flushed; the sha is the script's hash: load and resend
-            await self._load(script)
-            reply = await self.fast.execute(command)
+        reply = await self._enqueue_call(lambda: self.fast.execute(command))
         return _enqueued(job, reply, self.settings)
 
     async def enqueue_many(self, jobs: list[PreparedJob]) -> list[Enqueued]:
-        """All jobs in one pipelined write (EVALSHA each)."""
+        """All jobs in one write, atomically: MULTI, an EVALSHA each, EXEC. Redis runs them all or none: a
+        refusal (out of memory while queueing them) leaves nothing written; a lost connection is answered
+        by sending the transaction again (_enqueue_call); only a timeout leaves the outcome unknown
+        (docs/guarantees.md, "Batches")."""
         if not jobs:
             return []
         script = self.scripts.enqueue
         commands = [pack(["EVALSHA", script.sha, len(job.keys), *job.keys, *job.args]) for job in jobs]
-        replies = await self.fast.execute_many(commands)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:  # NOSCRIPT: those commands did nothing; load the script and send them again
-            await self._load(script)
-            for i, reply in zip(missing, await self.fast.execute_many([commands[i] for i in missing]), strict=True):
-                replies[i] = reply
+        replies = await self._enqueue_call(lambda: self._transaction(commands))
+        return [_enqueued(job, reply, self.settings) for job, reply in zip(jobs, replies, strict=True)]
+
+    async def _enqueue_call(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """send() of enqueue.lua calls. NOSCRIPT (Redis restarted or was flushed: nothing ran): load the
+        script and send again. A connection lost on the way (a failover, a killed connection): the calls
+        may or may not have run, so send them once more: enqueue.lua is safe to run twice (a job written by
+        the first run answers "written" again), and the second answer is the true one. Not after a
+        timeout (a second wait as long) nor when the pool had no connection (nothing was sent)."""
+        loaded = resent = False
+        while True:
+            try:
+                return await send()
+            except NoScriptError:
+                if loaded:
+                    raise
+                loaded = True
+                await self._load(self.scripts.enqueue)
+            except RedisConnectionError as exc:
+                if resent or isinstance(exc, PoolExhausted):
+                    raise
+                resent = True
+
+    async def _transaction(self, commands: list[bytes]) -> list[Any]:
+        """EXEC's replies; raises the error that made Redis refuse it (nothing was run then), or a command's
+        error reply (NOSCRIPT: all of them, the same script)."""
+        group = await self.fast.execute_many([MULTI, *commands, EXEC])
+        refusal = next((reply for reply in group[:-1] if isinstance(reply, ResponseError)), None)
+        replies = group[-1]
+        if isinstance(replies, ExecAbortError) or replies is None:
+            raise refusal or ExecAbortError("the batch's transaction was discarded")
+        if isinstance(replies, Exception):
+            raise replies
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [_enqueued(job, reply, self.settings) for job, reply in zip(jobs, replies, strict=True)]
+        return replies  # type: ignore[no-any-return]
 
     async def _load(self, script: Any) -> None:
         # through the fast lane: its connections notice a Redis restart before they are used
@@ -236,8 +280,8 @@ class JobStore:
 
     async def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The job, or None when it does not exist or (with `tenant`) belongs to another tenant."""
-        # on the fast lane: this read sits on the submit -> result path of every long-poll
-        hash_reply, results = await self.fast.execute_many(
+        # on the read lane (auto-pipelined like submits): this read sits on the path of every long-poll
+        hash_reply, results = await self.reads.execute_many(
             [pack(["HGETALL", keys.job(job_id)]), pack(["XREVRANGE", keys.results(job_id), "+", "-", "COUNT", 1])])
         for reply in (hash_reply, results):
             if isinstance(reply, Exception):
@@ -245,7 +289,8 @@ class JobStore:
         if not hash_reply:
             return None
         raw = _as_dict(hash_reply)
-        if tenant is not None and raw.get(TENANT_FIELD_B, DEFAULT_TENANT) != tenant.encode():
+        owner = self._owner(tenant)
+        if owner is not None and raw.get(TENANT_FIELD_B) != owner.encode():
             return None
         view = JobView.from_hash(job_id, raw)
         scheduled_for = None
@@ -259,7 +304,8 @@ class JobStore:
         """Newest first from the index stream; filters on the hashes; entries whose job expired are removed
         lazily. With `tenant`, only that tenant's jobs (the index is shared: a page may come back short).
         The cursor is the stream id of the last entry looked at: stable while jobs come and go."""
-        tenant_b = tenant.encode() if tenant is not None else None
+        owner = self._owner(tenant)
+        tenant_b = owner.encode() if owner is not None else None
         newest = f"({cursor}" if cursor else "+"
         items: list[dict[str, Any]] = []
         scanned = 0
@@ -280,7 +326,7 @@ class JobStore:
                 if row[0] is None:
                     gone.append(last)
                     continue
-                if tenant_b is not None and (row[-1] or DEFAULT_TENANT) != tenant_b:
+                if tenant_b is not None and row[-1] != tenant_b:
                     continue
                 summary = job_summary(_s(fields.get(b"id")), row)
                 if ((status and summary["status"] != status) or (job_type and summary["type"] != job_type)
@@ -298,15 +344,20 @@ class JobStore:
 
     # --- state changes ---
 
-    async def cancel(self, job_id: str, tenant: str = "") -> tuple[str, str]:
-        """tenant: another tenant's job is 'missing'; '' checks nothing."""
+    async def cancel(self, job_id: str, tenant: str = "", token: str | None = None) -> tuple[str, str]:
+        """tenant: another tenant's job (or one of no tenant) is 'missing'; '' checks nothing. `token`: this
+        call's, new unless given: when redis-py re-sends the script (its reply was lost), the repeat
+        answers as the first run did."""
         now = time.time()
         reply = await self.scripts.cancel(
-            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE, tenant])
+            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE,
+                           self._owner(tenant) or "", token or new_token()])
         return _s(reply[0]), _s(reply[1])
 
-    async def requeue(self, job_id: str, tenant: str = "") -> tuple[str, str]:
-        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc)), tenant])
+    async def requeue(self, job_id: str, tenant: str = "", token: str | None = None) -> tuple[str, str]:
+        """As cancel: tenant checked, a repeat of the same call (token) answers the same."""
+        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc)),
+                                                          self._owner(tenant) or "", token or new_token()])
         return _s(reply[0]), _s(reply[1])
 
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
@@ -316,6 +367,12 @@ class JobStore:
 
 
 TENANT_FIELD_B = keys.TENANT_FIELD.encode()
+MULTI, EXEC = pack(["MULTI"]), pack(["EXEC"])
+
+
+def new_token() -> str:
+    """A state-changing script call's token (cancel.lua, requeue.lua)."""
+    return os.urandom(8).hex()
 
 
 def job_summary(job_id: str, row: list[bytes | None]) -> dict[str, Any]:

@@ -1,17 +1,26 @@
 -- Cancel a job. Queued or scheduled: canceled at once. Started: flagged, and its worker told through
 -- RQ's command channel (the stop-job command of rq.command.send_stop_job_command).
 -- ARGV[1] job id  ARGV[2] now (epoch s)  ARGV[3] now (RQ timestamp)  ARGV[4] cancel message (base64 zlib)
--- ARGV[5] tenant (optional): a job of another tenant is 'missing' (a job without one belongs to 'default')
+-- ARGV[5] tenant (optional): a job of another tenant, or of none (no jobengine_tenant field: written by
+-- the Producer or stock RQ), is 'missing'
+-- ARGV[6] this call's token (optional): a run that changed the job records it with its answer, and a
+-- repeat of the call (redis-py re-sends a script whose reply was lost) gives the same answer again
 -- Returns {result, status}: result is canceled | stopping | terminal | missing
 --!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant')
+local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant',
+                    'jobengine_op')
 local st, q = f[1], f[2]
 if not st then return {'missing', ''} end
-if ARGV[5] and ARGV[5] ~= '' and (f[5] or 'default') ~= ARGV[5] then return {'missing', ''} end
+if ARGV[5] and ARGV[5] ~= '' and f[5] ~= ARGV[5] then return {'missing', ''} end
+local token = ARGV[6] or ''
+if token ~= '' and f[6] then
+  if f[6] == token .. ' canceled' then return {'canceled', 'canceled'} end
+  if f[6] == token .. ' stopping' then return {'stopping', 'started'} end
+end
 if st == 'started' then
-  redis.call('HSET', jk, 'jobengine_cancel', '1')
+  redis.call('HSET', jk, 'jobengine_cancel', '1', 'jobengine_op', token .. ' stopping')
   if f[3] and f[3] ~= '' then
     redis.call('PUBLISH', 'rq:pubsub:' .. f[3], '{"command": "stop-job", "job_id": "' .. id .. '"}')
   end
@@ -25,7 +34,8 @@ else
   return {'terminal', st}
 end
 local ttl = tonumber(f[4]) or 604800
-redis.call('HSET', jk, 'status', 'canceled', 'ended_at', ARGV[3], 'jobengine_cancel', '1')
+redis.call('HSET', jk, 'status', 'canceled', 'ended_at', ARGV[3], 'jobengine_cancel', '1',
+           'jobengine_op', token .. ' canceled')
 redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', '10', '*', 'type', '3', 'worker_name', '', 'exc_string', ARGV[4])
 redis.call('EXPIRE', jk, ttl)
 redis.call('EXPIRE', 'rq:results:' .. id, ttl)

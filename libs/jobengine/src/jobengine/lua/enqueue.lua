@@ -15,8 +15,13 @@
 -- {4, jobs held} when the tenant is at its quota.
 -- A repeat is answered before any limit: retrying an accepted request is never refused. The checks
 -- only read; the token is taken last, so a refusal for another reason does not spend one.
+-- Safe to run twice: a job id is drawn once per job, so its hash existing means this very call ran
+-- already (redis-py re-sent it after a lost reply, or a pipeline was retried): answered as written again.
 -- A counted job carries its counter's name in the field jobengine_backlog; the script that ends it
 -- (complete, recover, cancel) decrements the counter once (see those scripts).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {1, ARGV[1]}
+end
 if KEYS[5] ~= '' then
   local existing = redis.call('GET', KEYS[5])
   if existing then

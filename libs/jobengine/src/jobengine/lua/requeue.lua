@@ -1,11 +1,16 @@
 -- Requeue a failed (or canceled) job with a fresh retry budget. ARGV[1] job id  ARGV[2] now (RQ timestamp)
--- ARGV[3] tenant (optional): a job of another tenant is 'missing' (a job without one belongs to 'default')
+-- ARGV[3] tenant (optional): a job of another tenant, or of none (no jobengine_tenant field), is 'missing'
+-- ARGV[4] this call's token (optional): a repeat of a call that requeued the job answers 'queued' again
+-- (redis-py re-sends a script whose reply was lost)
 -- Returns {result, status}: queued | not_failed | missing
 local id = ARGV[1]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals', 'jobengine_tenant', 'jobengine_backlog')
+local f = redis.call('HMGET', jk, 'status', 'origin', 'retry_intervals', 'jobengine_tenant', 'jobengine_backlog',
+                    'jobengine_op')
 if not f[1] then return {'missing', ''} end
-if ARGV[3] and ARGV[3] ~= '' and (f[4] or 'default') ~= ARGV[3] then return {'missing', ''} end
+if ARGV[3] and ARGV[3] ~= '' and f[4] ~= ARGV[3] then return {'missing', ''} end
+local token = ARGV[4] or ''
+if token ~= '' and f[6] == token .. ' queued' then return {'queued', 'queued'} end
 if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
 local q = f[2]
 redis.call('ZREM', 'rq:failed:' .. q, id)
@@ -13,7 +18,8 @@ redis.call('ZREM', 'rq:canceled:' .. q, id)
 local retries = 0
 if f[3] then retries = #cjson.decode(f[3]) end
 redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[2], 'started_at', '', 'ended_at', '',
-           'worker_name', '', 'retries_left', retries, 'number_of_retries', 0, 'jobengine_recoveries', 0)
+           'worker_name', '', 'retries_left', retries, 'number_of_retries', 0, 'jobengine_recoveries', 0,
+           'jobengine_op', token .. ' queued')
 redis.call('HDEL', jk, 'jobengine_cancel', 'jobengine_progress')
 redis.call('PERSIST', jk)
 redis.call('PERSIST', 'rq:results:' .. id)
