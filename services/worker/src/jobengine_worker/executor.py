@@ -214,7 +214,7 @@ class Runner:
             arg: Any = job_type.input_model.model_validate(payload) if job_type else payload
         except ValidationError as exc:
             return "invalid", f"payload no longer valid for {type_name}: {exc}", 0.0
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - ImportError, AttributeError, or the module's own error
             return "invalid", f"cannot import job function {function}: {exc!r}", 0.0
         set_current_job(JobContext(job_id, type_name, queue, attempt, self.progress))
         started = time.perf_counter()
@@ -238,7 +238,8 @@ class Runner:
                 time.perf_counter() - started
         except JobCanceled:
             return "canceled", "canceled while running", time.perf_counter() - started
-        except Exception:  # noqa: BLE001 - any job error is reported, never fatal to the executor
+        except BaseException:  # noqa: BLE001 - any job error (KeyboardInterrupt, SystemExit too) is the job's
+            # failure, never the executor's end: a death would cost the job no attempt and run it forever
             return "error", traceback.format_exc(), time.perf_counter() - started
         finally:
             set_current_job(None)
@@ -248,8 +249,11 @@ def main(conn: Connection, control: Control) -> None:
     """Entry point of the executor process (see the module doc for the protocol)."""
     global _control
     _control = control
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Stop signals are the supervisor's: Ctrl-C, or a SIGTERM sent to the whole process group (systemd's
+    # KillMode, supervisord's stopasgroup, kill -TERM -PGID) must not end the running job; the supervisor
+    # drains it, then stops this process by closing its pipe (or SIGKILL past the deadline).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGUSR1, _on_cancel)
     settings = get_settings()
@@ -282,13 +286,23 @@ def run_batch(conn: Connection, control: Control, runner: Runner, batch: list[li
                 control.end()
         else:
             kind, value, seconds = "skipped", None, 0.0
-        line = orjson.dumps([seq, job[0], kind, value, seconds])
+        line = encode_outcome(seq, job[0], kind, value, seconds)
         lines.append(line)
         now = time.monotonic()
         if not control.journal_add(line) or (now - last_report >= REPORT_SECONDS and index + 1 < len(batch)):
             report(conn, control, lines)
             lines, last_report = [], now
     report(conn, control, lines)
+
+
+def encode_outcome(seq: int, job_id: str, kind: str, value: Any, seconds: float) -> bytes:
+    """One outcome line. A result JSON cannot hold (an int above 64 bits, say) fails its job: encoding it
+    here, where it is written anyway, costs the happy path nothing."""
+    try:
+        return orjson.dumps([seq, job_id, kind, value, seconds])
+    except orjson.JSONEncodeError as exc:
+        text = f"ResultNotEncodable: the job's return value cannot be stored as JSON: {exc}"
+        return orjson.dumps([seq, job_id, "error", text, seconds])
 
 
 def report(conn: Connection, control: Control, lines: list[bytes]) -> None:

@@ -3,9 +3,12 @@
 -- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] worker name  ARGV[4] claim expiry (whole epoch s)
 -- ARGV[5] execution id  ARGV[6] max jobs to claim  ARGV[7] number of queues Q
 -- ARGV[8 .. 7+Q] queue names, highest priority first; then 6 arguments per outcome, as in complete.lua
--- Returns {statuses (one per outcome, as complete.lua), claimed jobs (as claim.lua)}
+-- Returns {statuses (one per outcome, as complete.lua), claimed jobs (as claim.lua)}. Safe to run twice,
+-- as both are. (built and parsed by scripts.py: complete_claim_args, parse_complete_claim)
 
+--!include _keys
 --!include _uncount
+--!include _end
 --!include _complete
 --!include _claim
 
