@@ -5,8 +5,6 @@ run on meanwhile, once each."""
 
 from __future__ import annotations
 
-import zlib
-
 import psutil
 import pytest
 import redis

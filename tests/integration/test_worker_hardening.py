@@ -4,6 +4,7 @@ script calls repeated after a lost reply, the per-job log line at default settin
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import signal
 import sys
@@ -133,6 +134,45 @@ def test_the_worker_retries_a_claim_whose_reply_was_lost_without_claiming_twice(
     assert r.llen("rq:queue:default") == 2 and r.zcard("rq:wip:default") == 2
     assert set(worker.claimed) == set(ids[:2])
     assert [int(r.hget(f"rq:job:{j}", "jobengine_attempts")) for j in ids[:2]] == [1, 1]
+
+
+def closes_its_pipe_then_exits(conn: Any) -> None:
+    """An executor whose pipe closes a moment before it exits (as a dying process's does)."""
+    conn.close()
+    time.sleep(0.5)
+    os._exit(7)
+
+
+def test_a_crash_reports_the_executors_real_exit_code(redis_url, monkeypatch):  # type: ignore[no-untyped-def]
+    from jobengine_worker import executor
+    from jobengine_worker.claimed import CRASH, Claimed
+    from jobengine_worker.supervision import Executor, Sent
+    from jobengine_worker.worker import Worker
+
+    monkeypatch.setenv("JOBENGINE_REDIS_URL", redis_url)
+    monkeypatch.setenv("JOBENGINE_METRICS_PORT", "0")
+    worker = Worker(Settings(queues=["default"]), discover(["tests.support.jobs"]))
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    control = executor.Control(ctx)
+    process = ctx.Process(target=closes_its_pipe_then_exits, args=(child,), daemon=True)
+    process.start()
+    child.close()
+    job = Claimed(id="j1", queue="default", execution="e1", attempt=1, type="counted", function="f", payload={},
+                  timeout=60, retries_left=1, retry_intervals=[], number_of_retries=0, enqueued_at=None,
+                  created_at=None, result_ttl=60, failure_ttl=60)
+    ex = Executor(process=process, conn=parent, control=control, pid=process.pid, seq=1,
+                  inflight={1: Sent(job, None, None)})
+    control.allow(1)
+    assert control.begin(1)  # job 1 runs
+    with pytest.raises(EOFError):
+        parent.recv_bytes()  # its pipe is closed; the process has not exited yet
+    try:
+        ((_, outcome),) = worker.executor_lost(ex, CRASH, "WorkerCrash: the job's process died ({code})")
+    finally:
+        assert worker.executor is not None
+        worker.executor.stop()
+    assert outcome.outcome == "retry" and "(exit code 7)" in outcome.error, outcome.error
 
 
 # ----- defaults -----
