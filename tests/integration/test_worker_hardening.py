@@ -3,14 +3,18 @@ script calls repeated after a lost reply, the per-job log line at default settin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from rq.worker import Worker as RQWorker
@@ -19,6 +23,7 @@ from jobengine import scripts
 from jobengine.catalog import RetryPolicy, discover
 from jobengine.jobdata import encode_return_value, utcnow_str
 from jobengine.producer import JobSpec
+from jobengine.redis_conn import free_port
 from jobengine.settings import Settings
 from tests.conftest import wait_for
 from tests.integration.test_worker import cancel, producer, status, wait_status  # noqa: F401
@@ -193,3 +198,86 @@ def test_the_worker_key_holds_what_rq_reads(r, worker) -> None:  # type: ignore[
     assert b"version" not in fields  # RQ fills in its own
     (found,) = [w for w in RQWorker.all(connection=r) if w.name == worker.name]
     assert found.pid == worker.pid and found.queues
+
+
+# ----- a reply delayed past the socket timeout: redis-py sends the script call again -----
+
+class DelayingProxy:
+    """A TCP proxy in front of Redis that holds back the reply to the next call of each script it is armed with
+    (by sha), longer than the client's socket timeout: the call has run in Redis, its client times out,
+    closes the connection and (redis-py's retry) sends the call again on a new one."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.armed: set[bytes] = set()  # the shas of the scripts whose next reply is held back
+        self.delayed: list[bytes] = []  # the shas whose reply was held back
+        self.closing = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while not self.closing:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            hold = threading.Event()  # set: the next reply on this connection is held back
+            threading.Thread(target=self.requests, args=(client, upstream, hold), daemon=True).start()
+            threading.Thread(target=self.replies, args=(upstream, client, hold), daemon=True).start()
+
+    def requests(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                for sha in [sha for sha in self.armed if sha in data]:
+                    self.armed.discard(sha)
+                    self.delayed.append(sha)
+                    hold.set()
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def replies(self, src: socket.socket, dst: socket.socket, hold: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if hold.is_set():
+                    hold.clear()
+                    time.sleep(2.0)  # past the worker's socket timeout (0.5 s): it has given up on this reply
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.closing = True
+        self.server.close()
+
+
+def finished_total(metrics_url: str) -> float:
+    text = httpx.get(metrics_url).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("jobengine_jobs_finished_total{") and 'outcome="succeeded"' in line)
+
+
+def test_a_script_call_sent_again_after_a_timed_out_reply_claims_and_counts_once(r, producer, start_worker,  # noqa: F811
+                                                                                redis_server):
+    proxy = DelayingProxy(redis_server.port)
+    port = free_port()
+    sha = {name: r.script_load(scripts.source(name)).encode() for name in ("claim", "complete_claim")}
+    try:
+        ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(200)])
+        proxy.armed = {sha["claim"], sha["complete_claim"]}  # the replies of its first claim and complete_claim
+        start_worker(JOBENGINE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", JOBENGINE_REDIS_SOCKET_TIMEOUT="0.5",
+                     JOBENGINE_METRICS_PORT=str(port))
+        for job_id in ids:
+            wait_status(r, job_id, "finished", timeout=30)
+        assert proxy.delayed == [sha["claim"], sha["complete_claim"]]  # (each call was sent again)
+        assert [int(r.hget(f"rq:job:{j}", "jobengine_attempts")) for j in ids] == [1] * len(ids)  # claimed once
+        assert all(r.xlen(f"rq:results:{j}") == 1 for j in ids)
+        assert r.zcard("rq:wip:default") == 0 and r.llen("rq:queue:default") == 0
+        wait_for(lambda: finished_total(f"http://127.0.0.1:{port}/metrics") == len(ids),  # counted once each
+                 message=f"the worker to count {len(ids)} finished jobs")
+    finally:
+        proxy.close()
