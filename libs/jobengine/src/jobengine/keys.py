@@ -1,5 +1,5 @@
-"""Every Redis key and channel name, in one place: these functions for Python, and PREFIXES for the Lua
-scripts (scripts.py hands them to every script that says `--!include _keys`, as the table K).
+"""Every Redis key and channel name, in one place: these functions for Python, and LUA_PREFIXES for the Lua
+scripts (which write `K.<name> .. id`; scripts.py puts the string in as it loads them).
 
 The rq:* names are RQ's own data model (rq 3.x), so `rq info` and RQ's registries see the same
 jobs; jobengine:* names are this project's additions.
@@ -7,7 +7,7 @@ jobs; jobengine:* names are this project's additions.
 
 from __future__ import annotations
 
-# Prefixes of per-job, per-queue and per-worker keys. Lua builds keys as K.<name> .. id.
+# Prefixes of per-job, per-queue and per-worker keys.
 PREFIXES: dict[str, str] = {
     "job": "rq:job:",
     "results": "rq:results:",
@@ -21,7 +21,6 @@ PREFIXES: dict[str, str] = {
     "pubsub": "rq:pubsub:",
     "notify": "jobengine:notify:",
     "done": "jobengine:done:",
-    "claim": "jobengine:claim:",  # a worker's last claim (claim.lua answers a repeat of it from here)
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -88,7 +87,4 @@ def tenant_backlog(tenant: str) -> str:
     return f"jobengine:backlog:{tenant}"
 
 
-def lua_prefixes() -> str:
-    """PREFIXES as a Lua table constructor, for the `_keys` include."""
-    fields = ", ".join(f"{name} = '{prefix}'" for name, prefix in PREFIXES.items())
-    return f"local K = {{{fields}, queues = '{QUEUES_SET}'}}\n"
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET}  # K.<name> in the scripts

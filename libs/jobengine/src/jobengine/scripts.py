@@ -4,6 +4,7 @@ arguments built and its reply parsed here, once, instead of positional arrays mi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -17,17 +18,25 @@ SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "sc
 INCLUDE = "--!include "
 
 
+KEY_PREFIX = re.compile(r"\bK\.(\w+)")
+
+
 def source(name: str) -> str:
     """A script's text, with each `--!include <file>` line replaced by lua/<file>.lua (Redis scripts
-    cannot load one another: shared functions are inlined); `_keys` is the key prefixes of keys.py."""
+    cannot load one another: shared functions are inlined), and each key prefix `K.<name>` by its string
+    from keys.LUA_PREFIXES: spelled once, and a constant in the script (no table built at each call)."""
+    return KEY_PREFIX.sub(_prefix, _included(name))
+
+
+def _included(name: str) -> str:
     lines = []
     for line in resources.files("jobengine").joinpath(f"lua/{name}.lua").read_text().splitlines(keepends=True):
-        if line.startswith(INCLUDE):
-            included = line[len(INCLUDE):].split()[0]
-            lines.append(keys.lua_prefixes() if included == "_keys" else source(included))
-        else:
-            lines.append(line)
+        lines.append(_included(line[len(INCLUDE):].split()[0]) if line.startswith(INCLUDE) else line)
     return "".join(lines)
+
+
+def _prefix(match: re.Match[str]) -> str:
+    return f"'{keys.LUA_PREFIXES[match.group(1)]}'"  # (a KeyError: a script names a prefix keys.py lacks)
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,10 @@ def _outcomes(outcomes: Iterable[OutcomeArgs]) -> list[Any]:
     return flat
 
 
-def claim_args(*, expiry: int, stamp: str, worker: str, execution: str, limit: int,
-               queues: Sequence[str]) -> list[Any]:
-    return [expiry, stamp, worker, execution, limit, *queues]
+def claim_args(*, expiry: int, stamp: str, worker: str, execution: str, limit: int, queues: Sequence[str],
+               again: bool = False) -> list[Any]:
+    """again: this call (same execution id) was sent before and its reply lost: answer what it claimed."""
+    return [expiry, stamp, worker, execution, limit, "1" if again else "0", *queues]
 
 
 def complete_args(*, now: float, stamp: str, worker: str, outcomes: Iterable[OutcomeArgs]) -> list[Any]:
@@ -78,8 +88,9 @@ def complete_args(*, now: float, stamp: str, worker: str, outcomes: Iterable[Out
 
 
 def complete_claim_args(*, now: float, stamp: str, worker: str, expiry: int, execution: str, limit: int,
-                        queues: Sequence[str], outcomes: Iterable[OutcomeArgs]) -> list[Any]:
-    return [now, stamp, worker, expiry, execution, limit, len(queues), *queues, *_outcomes(outcomes)]
+                        queues: Sequence[str], outcomes: Iterable[OutcomeArgs], again: bool = False) -> list[Any]:
+    return [now, stamp, worker, expiry, execution, limit, "1" if again else "0", len(queues), *queues,
+            *_outcomes(outcomes)]
 
 
 def recover_args(*, now: float, stamp: str, max_recoveries: int, limit: int, failed_text: str,

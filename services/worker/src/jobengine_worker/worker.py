@@ -59,7 +59,9 @@ class Worker(Supervision):
         self.queues = list(settings.queues)
         self.redis = sync_client(settings)
         self.blocking = sync_client(settings, blocking_timeout=settings.redis_socket_timeout + 2)
-        self.scripts = scripts.Scripts.register(self.redis)
+        # The scripts go through a client that never re-sends a call on its own: the worker sends a claim
+        # whose reply was lost again itself, saying so (see _claim.lua), and every script is safe to repeat.
+        self.scripts = scripts.Scripts.register(sync_client(settings, retries=0))
         self.state = State()
         self.session = uuid.uuid4().hex[:12]
         self.exec_seq = 0
@@ -221,7 +223,8 @@ class Worker(Supervision):
         if time.monotonic() < self.redis_backoff:
             time.sleep(max(0.0, min(0.5, self.redis_backoff - time.monotonic())))
             return None
-        if not self.unanswered_claim:
+        again = bool(self.unanswered_claim)
+        if not again:
             self.exec_seq += 1
         execution = self.unanswered_claim or f"{self.session}{self.exec_seq:x}"  # one a claim (see _claim.lua)
         expiry = expires(self.settings.abandoned_after_seconds)
@@ -232,11 +235,12 @@ class Worker(Supervision):
                 statuses, rows = scripts.parse_complete_claim(self.scripts.complete_claim(
                     args=scripts.complete_claim_args(now=time.time(), stamp=utcnow_str(), worker=self.name,
                                                      expiry=expiry, execution=execution, limit=self.claim_size,
-                                                     queues=self.queues, outcomes=[o.args() for o in done])))
+                                                     queues=self.queues, outcomes=[o.args() for o in done],
+                                                     again=again)))
             else:
                 rows = scripts.parse_claim(self.scripts.claim(args=scripts.claim_args(
                     expiry=expiry, stamp=utcnow_str(), worker=self.name, execution=execution,
-                    limit=self.claim_size, queues=self.queues)))
+                    limit=self.claim_size, queues=self.queues, again=again)))
             self.unanswered_claim = ""
             self._last_delay = 0.05
         except TRANSIENT_ERRORS as exc:

@@ -1,4 +1,4 @@
--- Included by claim.lua and complete_claim.lua, after _keys and _end (scripts.py inlines it where they say
+-- Included by claim.lua and complete_claim.lua, after _notify (scripts.py inlines it where they say
 -- --!include).
 -- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
@@ -6,36 +6,37 @@
 -- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
 -- name one execution. Redis formats a Lua number it is given with sprintf, so the expiry and the execution
 -- id come from the caller as strings, and the attempt count is looked up as one.
--- Safe to run twice: the worker's last claim is kept in jobengine:claim:<worker> until its expiry ("<exec>
--- <id> <queue> <id> <queue> ..."), and a call with that execution id again (a call re-sent after its reply
--- was lost) answers the jobs it claimed, still held under it, instead of claiming a second batch.
+-- Safe to run twice: a call sent again after its reply was lost says so (`again`), and is answered with
+-- the jobs its first run claimed, found in the StartedJobRegistry under its execution id, instead of a
+-- second batch (a first run that claimed nothing, or never ran, claims now). Only a repeat pays for that
+-- look-up, which walks the queues' StartedJobRegistries: the first call costs nothing more.
 -- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
 -- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl
-local CLAIM_FIELDS = {'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left', 'retry_intervals',
-                      'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl', 'failure_ttl',
-                      'jobengine_attempts', 'jobengine_claim'}
-
-local function claim_row(id, q, exec, attempts, f)
-  return {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
-end
-
-local function claimed_again(record, exec)
-  local out, parts = {}, {}
-  for part in string.gmatch(record, '%S+') do parts[#parts + 1] = part end
-  for i = 2, #parts, 2 do
-    local f = redis.call('HMGET', K.job .. parts[i], unpack(CLAIM_FIELDS))
-    if f[1] == 'started' and f[14] == exec then
-      out[#out + 1] = claim_row(parts[i], parts[i + 1], exec, tonumber(f[13]), f)
+local function claimed_again(exec, queues)
+  local out = {}
+  local suffix = ':' .. exec
+  for _, q in ipairs(queues) do
+    for _, m in ipairs(redis.call('ZRANGE', K.wip .. q, 0, -1)) do
+      if string.sub(m, -#suffix) == suffix then
+        local id = string.sub(m, 1, #m - #suffix)
+        local f = redis.call('HMGET', K.job .. id, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta',
+                             'retries_left', 'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at',
+                             'result_ttl', 'failure_ttl', 'jobengine_attempts', 'jobengine_claim')
+        if f[1] == 'started' and f[14] == exec then
+          out[#out + 1] = {id, q, exec, tonumber(f[13]), f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
+        end
+      end
     end
   end
   return out
 end
 
-local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
-  local record_key = K.claim .. worker
-  local record = redis.call('GET', record_key)
-  if record and string.sub(record, 1, #exec + 1) == exec .. ' ' then return claimed_again(record, exec) end
-  local out, held = {}, {exec}
+local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
+  if again == '1' then
+    local out = claimed_again(exec, queues)
+    if #out > 0 then return out end
+  end
+  local out = {}
   local n = 0
   local attempt = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}  -- as strings: a number is sprintf'd
   for _, q in ipairs(queues) do
@@ -58,9 +59,7 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
           redis.call('PERSIST', jk)
           wip[#wip + 1] = expiry
           wip[#wip + 1] = id .. ':' .. exec
-          held[#held + 1] = id
-          held[#held + 1] = q
-          out[#out + 1] = claim_row(id, q, exec, attempts, f)
+          out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
         end
       end
     end
@@ -71,6 +70,5 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
       break
     end
   end
-  if n > 0 then redis.call('SET', record_key, table.concat(held, ' '), 'EXAT', expiry) end
   return out
 end

@@ -1,5 +1,5 @@
 -- Included by complete.lua and complete_claim.lua (scripts.py inlines it where they say --!include);
--- needs _keys, _uncount and _end included before it.
+-- needs _uncount, _notify and _end included before it.
 -- complete_job records one claimed job's outcome: now (epoch s), stamp (RQ timestamp), worker name, job id,
 -- queue, execution id, outcome, value, arg as described in complete.lua; returns the job's new status.
 -- complete_from records the outcomes given in ARGV from index `first` on, 6 arguments each. It writes the
@@ -44,7 +44,7 @@ local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, val
   end
 
   if outcome == 'finished' or outcome == 'failed' or outcome == 'canceled' then
-    end_job(ended, id, q, outcome, stamp, worker, exec, done, value, arg, f[4])
+    end_job(ended, jk, id, q, outcome, stamp, worker, exec, done, value, arg, f[4])
     return outcome
   elseif outcome == 'retry' then
     local run_at = tonumber(arg)

@@ -1,11 +1,5 @@
--- Included by complete.lua, complete_claim.lua and recover.lua, after _keys and _uncount (scripts.py inlines
--- it where they say --!include): the blocks every script that wakes a worker or ends a job shares.
-
--- Wake one idle worker of queue q: its wake-up list holds at most one element, never the job itself.
-local function notify(q)
-  redis.call('LPUSH', K.notify .. q, '1')
-  redis.call('LTRIM', K.notify .. q, 0, 0)
-end
+-- Included by complete.lua, complete_claim.lua and recover.lua, after _uncount (scripts.py inlines it where
+-- they say --!include): ending a job, written once for every script that ends jobs.
 
 -- Append values to the argument list lists[key] (created on first use).
 local function add(lists, key, ...)
@@ -35,20 +29,20 @@ end
 
 local RESULT_TYPE = {finished = '1', failed = '2', canceled = '3'}
 local RESULT_FIELD = {finished = 'return_value', failed = 'exc_string', canceled = 'exc_string'}
+local REGISTRY = {finished = K.finished, failed = K.failed, canceled = K.canceled}
 
 -- A job reaches a terminal status (finished, failed or canceled): its hash, a result entry in RQ's results
 -- stream (value: base64 return value, or base64 zlib exception text), both kept `ttl` seconds, its registry
 -- (in `ended`), its tenant's backlog count (counter: its jobengine_backlog field if read already, see
--- _uncount) and the done channel. claim: what its jobengine_claim field becomes.
-local function end_job(ended, id, q, status, stamp, worker, exec, claim, value, ttl, counter)
-  local jk = K.job .. id
+-- _uncount) and the done channel. jk: its hash's key; claim: what its jobengine_claim field becomes.
+local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, value, ttl, counter)
   local results = K.results .. id
   redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', claim)
   redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', RESULT_TYPE[status], 'worker_name', worker,
              RESULT_FIELD[status], value, 'execution_id', exec)
   redis.call('EXPIRE', jk, ttl)
   redis.call('EXPIRE', results, ttl)
-  add(ended.zadd, K[status] .. q, expires_at(ended, ttl), id)
+  add(ended.zadd, REGISTRY[status] .. q, expires_at(ended, ttl), id)
   uncount(jk, counter)
   redis.call('PUBLISH', K.done .. id, status)
 end

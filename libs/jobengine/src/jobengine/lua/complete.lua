@@ -11,8 +11,8 @@
 -- Returns per job its new status, or 'lost' when the claim was no longer ours, 'gone' when the job expired;
 -- a repeated call (same execution id) changes nothing and answers the job's status.
 -- (built and parsed by scripts.py: complete_args, parse_statuses)
---!include _keys
 --!include _uncount
+--!include _notify
 --!include _end
 --!include _complete
 

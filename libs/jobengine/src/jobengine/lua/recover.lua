@@ -5,8 +5,8 @@
 -- Returns a flat list: job id, queue, new status, ... Safe to run twice: a recovered claim leaves the
 -- StartedJobRegistry, so a repeat finds nothing more. (built and parsed by scripts.py: recover_args,
 -- parse_recover)
---!include _keys
 --!include _uncount
+--!include _notify
 --!include _end
 local out = {}
 local ended = ended_jobs(tonumber(ARGV[1]))
@@ -35,7 +35,7 @@ for _, qkey in ipairs(redis.call('SMEMBERS', K.queues)) do
         redis.call('LPUSH', qkey, id)
         notify(q)
       else
-        end_job(ended, id, q, status, ARGV[2], '', exec, '', text[status], f[4] or '604800', nil)
+        end_job(ended, jk, id, q, status, ARGV[2], '', exec, '', text[status], f[4] or '604800', nil)
       end
       out[#out + 1] = id
       out[#out + 1] = q

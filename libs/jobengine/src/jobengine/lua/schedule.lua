@@ -2,9 +2,7 @@
 -- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] max per queue
 -- Returns {moved, earliest score still scheduled or -1}. Safe to run twice: a moved job is no longer due.
 -- (built and parsed by scripts.py: schedule_args, parse_schedule)
---!include _keys
---!include _uncount
---!include _end
+--!include _notify
 local moved = 0
 local earliest = -1
 for _, qkey in ipairs(redis.call('SMEMBERS', K.queues)) do
