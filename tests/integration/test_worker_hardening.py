@@ -199,12 +199,12 @@ def test_the_worker_key_holds_what_rq_reads(r, worker) -> None:  # type: ignore[
     assert found.pid == worker.pid and found.queues
 
 
-# ----- a reply delayed past the socket timeout: redis-py sends the script call again -----
+# ----- a reply delayed past the socket timeout: the script call is sent again -----
 
 class DelayingProxy:
     """A TCP proxy in front of Redis that holds back the reply to the next call of each script it is armed with
     (by sha), longer than the client's socket timeout: the call has run in Redis, its client times out,
-    closes the connection and (redis-py's retry) sends the call again on a new one."""
+    closes the connection and sends the call again on a new one."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
