@@ -140,6 +140,24 @@ def test_the_worker_retries_a_claim_whose_reply_was_lost_without_claiming_twice(
     assert [int(r.hget(f"rq:job:{j}", "jobengine_attempts")) for j in ids[:2]] == [1, 1]
 
 
+def test_a_worker_stopping_gives_back_the_jobs_of_a_claim_whose_reply_was_lost(r, producer, redis_url,  # noqa: F811
+                                                                              monkeypatch):
+    from jobengine_worker.worker import Worker
+
+    monkeypatch.setenv("JOBENGINE_REDIS_URL", redis_url)
+    monkeypatch.setenv("JOBENGINE_METRICS_PORT", "0")
+    ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(3)])
+    worker = Worker(Settings(queues=["default"]), discover(["tests.support.jobs"]))
+    worker.scripts = dataclasses.replace(worker.scripts, claim=LoseFirstReply(worker.scripts.claim))
+    worker.claim_size = 2
+    assert worker.claim() is None  # claimed in Redis, the reply lost
+    worker.redis_backoff = 0.0
+    worker.shutdown()  # as after a stop signal
+    assert sorted(r.lrange("rq:queue:default", 0, -1)) == sorted(j.encode() for j in ids)
+    assert r.zcard("rq:wip:default") == 0
+    assert all(status(r, j) == "queued" for j in ids)
+
+
 def closes_its_pipe_then_exits(conn: Any) -> None:
     """An executor whose pipe closes a moment before it exits (as a dying process's does)."""
     conn.close()

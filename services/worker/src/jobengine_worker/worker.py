@@ -116,6 +116,8 @@ class Worker(Supervision):
 
     def shutdown(self) -> None:
         metrics.WORKER_IDLE.set(0)
+        if self.unanswered_claim:  # the jobs a claim whose reply was lost took: held now, to be given back
+            self.claim()
         # Give back whatever was claimed and not run, then record every outcome we hold.
         for job in list(self.claimed.values()):
             if not any(o.job.id == job.id for o in self.pending):
