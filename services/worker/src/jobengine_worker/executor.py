@@ -8,7 +8,8 @@ Protocol over a pipe, JSON (orjson) both ways, never pickle:
      job's own spans are children of the run span and its log lines carry the trace id
      seq: the job's number from the supervisor (1, 2, ...), increasing across batches
   executor -> supervisor: reports, [result, result, ...], each [seq, id, kind, value, run_seconds]
-     kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
+     kind: ok (value = result JSON), error / timeout / canceled (value = traceback text; error for any
+           exception of the job, BaseException included, and for a result JSON cannot hold),
            invalid (payload failed validation, or no such function: permanent),
            skipped (not started: the supervisor stopped the batch, see Control)
      A report goes out when the batch is done, and mid-batch once REPORT_SECONDS have passed since the
@@ -25,6 +26,9 @@ executor cancels only when that number is the job it runs, and checks it again a
 signal that lands before the job starts still cancels it, and a late signal never cancels the next one.
 With cancels asked for several jobs of a batch, the supervisor points the cell at the first of them (they
 run in order) and at the next one as each ends.
+
+Signals: the executor ignores SIGTERM and SIGINT (a signal to the worker's process group reaches it too):
+stopping is the supervisor's call, which drains the running job, then closes the pipe (or kills it).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from jobengine import tracing
+from jobengine import keys, tracing
 from jobengine.catalog import Catalog, get_catalog
 from jobengine.context import JobContext, set_current_job
 from jobengine.logs import setup_logging
@@ -174,7 +178,7 @@ class ProgressReporter:
 
                 self._client = sync_client(get_settings())
             self._client.hset(
-                f"rq:job:{job_id}", "jobengine_progress", orjson.dumps({"fraction": fraction, "message": message})
+                keys.job(job_id), "jobengine_progress", orjson.dumps({"fraction": fraction, "message": message})
             )
         except Exception:  # noqa: BLE001 - progress is best effort; the job must not fail for it
             pass
