@@ -17,7 +17,7 @@ import redis
 
 from bench.run import fresh_redis, submit_backlog
 from jobengine.jobdata import encode_return_value, utcnow_str
-from jobengine.scripts import Scripts
+from jobengine.scripts import Scripts, claim_args
 
 BATCH = 16
 
@@ -35,7 +35,8 @@ def main() -> int:
         submit_backlog(client, n)
         memory0 = client.info("memory")["used_memory"]
         cpu0, t0 = redis_cpu(client), time.perf_counter()
-        batches = [scripts.claim(args=[time.time() + 60, utcnow_str(), "split", f"s{k}-", BATCH, "default"])
+        batches = [scripts.claim(args=claim_args(expiry=int(time.time()) + 60, stamp=utcnow_str(), worker="split",
+                                                 execution=f"s{k}-", limit=BATCH, queues=["default"]))
                    for k in range(n // BATCH)]
         cpu1, t1 = redis_cpu(client), time.perf_counter()
         value = encode_return_value({"sum": 2})

@@ -72,7 +72,7 @@ def test_a_demoted_primary_drops_the_connection_and_gives_a_retryable_error(tmp_
         with pytest.raises(redis.ConnectionError, match="no longer the primary"):
             sync.set("k", "w")
         with pytest.raises(redis.ConnectionError, match="no longer the primary"):  # a script too (the worker's path)
-            scripts.claim(args=["1", "now", "w", "e", "1", "default"])  # LPOP: refused on a replica
+            scripts.claim(args=["1", "now", "w", "e", "1", "0", "default"])  # LPOP: refused on a replica
         with pytest.raises(redis.ConnectionError, match="no longer the primary"):
             asyncio.run(async_write())
         assert before and not before & client_ids(primary), "the connection to the demoted primary was kept"

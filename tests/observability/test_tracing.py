@@ -144,7 +144,7 @@ def test_one_trace_from_http_request_to_job_run(inprocess: dict[str, Any], caplo
     resp = http.post("/v1/jobs", json={"type": "obs_flaky", "payload": {}}, headers={"traceparent": TRACEPARENT})
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
-    with caplog.at_level(logging.INFO, logger="jobengine.worker"):
+    with caplog.at_level(logging.DEBUG, logger="jobengine.worker"):  # (a finished job logs at DEBUG)
         job = run_until_done(worker, http, job_id)
     assert job["status"] == "finished"
     spans = [s for s in exporter.get_finished_spans() if f"{s.context.trace_id:032x}" == TRACE_ID]
@@ -244,7 +244,8 @@ def test_otlp_export_to_a_real_receiver(tmp_path: Path) -> None:
                    service_env(server_redis.url, JOBENGINE_API_PORT=str(api_port), **otel), tmp_path / "api.log")
         procs.append(api)
         procs.append(Proc([sys.executable, "-m", "jobengine_worker"],
-                          service_env(server_redis.url, JOBENGINE_WORKER_NAME="otlp-worker", **otel),
+                          service_env(server_redis.url, JOBENGINE_WORKER_NAME="otlp-worker",
+                                      JOBENGINE_LOG_LEVEL="DEBUG", **otel),  # (a finished job logs at DEBUG)
                           tmp_path / "worker.log"))
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as http:
             deadline = time.monotonic() + 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,27 @@ def crash(payload: RunInput) -> RunResult:
     return RunResult(attempt=current_job().attempt)
 
 
+class PoisonInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    how: str = Field(pattern="^(interrupt|exit|os_exit|bigint)$")
+
+
+class PoisonResult(BaseModel):
+    value: int
+
+
+def poison(payload: PoisonInput) -> PoisonResult:
+    """Ends as job code must not: raises KeyboardInterrupt, calls sys.exit(3) or os._exit(7), or returns an
+    int the result encoder cannot write (above 64 bits)."""
+    if payload.how == "interrupt":
+        raise KeyboardInterrupt
+    if payload.how == "exit":
+        sys.exit(3)
+    if payload.how == "os_exit":
+        os._exit(7)
+    return PoisonResult(value=2**70)
+
+
 JOB_TYPES = [
     JobType(name="counted", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.counted",
             timeout=60, retry=RetryPolicy(max_retries=0)),
@@ -89,6 +111,8 @@ JOB_TYPES = [
     JobType(name="hang", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.hang",
             timeout=1, retry=RetryPolicy(max_retries=0)),
     JobType(name="crash", input_model=RunInput, result_model=RunResult, function="tests.support.jobs.crash",
+            timeout=30, retry=RetryPolicy(max_retries=1, base_delay=0, jitter=0)),
+    JobType(name="poison", input_model=PoisonInput, result_model=PoisonResult, function="tests.support.jobs.poison",
             timeout=30, retry=RetryPolicy(max_retries=1, base_delay=0, jitter=0)),
 ]
 

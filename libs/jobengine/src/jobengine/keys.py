@@ -1,51 +1,60 @@
-"""Every Redis key and channel name, in one place.
+"""Every Redis key and channel name, in one place: these functions for Python, and LUA_PREFIXES for the Lua
+scripts (which write `K.<name> .. id`; scripts.py puts the string in as it loads them).
 
 The rq:* names are RQ's own data model (rq 3.x), so `rq info` and RQ's registries see the same
 jobs; jobengine:* names are this project's additions.
 """
 
-RQ = "rq"
+from __future__ import annotations
+
+# Prefixes of per-job, per-queue and per-worker keys.
+PREFIXES: dict[str, str] = {
+    "job": "rq:job:",
+    "results": "rq:results:",
+    "queue": "rq:queue:",
+    "wip": "rq:wip:",  # RQ's StartedJobRegistry
+    "scheduled": "rq:scheduled:",
+    "finished": "rq:finished:",
+    "failed": "rq:failed:",
+    "canceled": "rq:canceled:",
+    "worker": "rq:worker:",
+    "pubsub": "rq:pubsub:",
+    "notify": "jobengine:notify:",
+    "done": "jobengine:done:",
+}
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
 WORKERS_SET = "rq:workers"
+JOB_INDEX = "jobengine:index"  # stream of {id: job_id} in submit order, for listing with a cursor
+DONE_CHANNEL_PREFIX = PREFIXES["done"]  # publish when a job reaches a terminal state
+APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process
+TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: "default")
 
 
 def queue(name: str) -> str:
     """The waiting list of a queue: the key KEDA's redis trigger reads with LLEN."""
-    return f"rq:queue:{name}"
+    return PREFIXES["queue"] + name
 
 
 def job(job_id: str) -> str:
-    return f"rq:job:{job_id}"
+    return PREFIXES["job"] + job_id
 
 
 def results(job_id: str) -> str:
-    return f"rq:results:{job_id}"
+    return PREFIXES["results"] + job_id
 
 
 def started_registry(queue_name: str) -> str:
     """RQ's StartedJobRegistry: zset of '<job_id>:<execution_id>' scored by claim expiry."""
-    return f"rq:wip:{queue_name}"
-
-
-def finished_registry(queue_name: str) -> str:
-    return f"rq:finished:{queue_name}"
-
-
-def failed_registry(queue_name: str) -> str:
-    return f"rq:failed:{queue_name}"
+    return PREFIXES["wip"] + queue_name
 
 
 def scheduled_registry(queue_name: str) -> str:
-    return f"rq:scheduled:{queue_name}"
-
-
-def canceled_registry(queue_name: str) -> str:
-    return f"rq:canceled:{queue_name}"
+    return PREFIXES["scheduled"] + queue_name
 
 
 def worker(name: str) -> str:
-    return f"rq:worker:{name}"
+    return PREFIXES["worker"] + name
 
 
 def workers_of_queue(queue_name: str) -> str:
@@ -54,7 +63,12 @@ def workers_of_queue(queue_name: str) -> str:
 
 def worker_pubsub(name: str) -> str:
     """RQ's command channel of a worker (send_stop_job_command publishes here)."""
-    return f"rq:pubsub:{name}"
+    return PREFIXES["pubsub"] + name
+
+
+def notify(queue_name: str) -> str:
+    """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
+    return PREFIXES["notify"] + queue_name
 
 
 # jobengine additions
@@ -73,17 +87,4 @@ def tenant_backlog(tenant: str) -> str:
     return f"jobengine:backlog:{tenant}"
 
 
-def notify(queue_name: str) -> str:
-    """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
-    return f"jobengine:notify:{queue_name}"
-
-
-JOB_INDEX = "jobengine:index"  # stream of {id: job_id} in submit order, for listing with a cursor
-DONE_CHANNEL_PREFIX = "jobengine:done:"  # publish when a job reaches a terminal state
-MAINTENANCE_LOCK = "jobengine:lock:maintenance"
-APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process
-TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: "default")
-
-
-def done_channel(job_id: str) -> str:
-    return f"{DONE_CHANNEL_PREFIX}{job_id}"
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET}  # K.<name> in the scripts

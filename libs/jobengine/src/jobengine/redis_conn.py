@@ -82,12 +82,13 @@ def require_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-def sync_client(settings: Settings, *, blocking_timeout: float | None = None) -> redis.Redis:
-    """A sync client. Its own retries are short: the worker loop does the long backoff itself."""
+def sync_client(settings: Settings, *, blocking_timeout: float | None = None, retries: int = 2) -> redis.Redis:
+    """A sync client. Its own retries are short: the worker loop does the long backoff itself. retries=0 for
+    calls that must not be sent twice unknowingly (redis-py re-sends a command whose reply timed out)."""
     kwargs = _common_kwargs(settings)
     if blocking_timeout is not None:
         kwargs["socket_timeout"] = blocking_timeout
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
     url = require_url(settings)
     connection_class = redis_failover.SYNC[scheme(url)]
     if target := parse_sentinel(url):

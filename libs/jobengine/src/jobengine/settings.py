@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     max_recoveries: int = Field(
         3, ge=0, description="Times a job whose worker died is requeued before it fails as abandoned."
     )
+    max_crashes: int = Field(
+        2, ge=0, description="Times a job that takes its executor process down (os._exit, a segfault, the OOM "
+        "killer) is requeued once its retries are spent, before it fails."
+    )
     metrics_port: int = Field(9100, ge=0, le=65535, description="Worker /metrics port; 0 turns it off.")
     metrics_host: str = "127.0.0.1"
 

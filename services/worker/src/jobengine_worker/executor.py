@@ -8,7 +8,8 @@ Protocol over a pipe, JSON (orjson) both ways, never pickle:
      job's own spans are children of the run span and its log lines carry the trace id
      seq: the job's number from the supervisor (1, 2, ...), increasing across batches
   executor -> supervisor: reports, [result, result, ...], each [seq, id, kind, value, run_seconds]
-     kind: ok (value = result JSON), error / timeout / canceled (value = traceback text),
+     kind: ok (value = result JSON), error / timeout / canceled (value = traceback text; error for any
+           exception of the job, BaseException included, and for a result JSON cannot hold),
            invalid (payload failed validation, or no such function: permanent),
            skipped (not started: the supervisor stopped the batch, see Control)
      A report goes out when the batch is done, and mid-batch once REPORT_SECONDS have passed since the
@@ -25,6 +26,9 @@ executor cancels only when that number is the job it runs, and checks it again a
 signal that lands before the job starts still cancels it, and a late signal never cancels the next one.
 With cancels asked for several jobs of a batch, the supervisor points the cell at the first of them (they
 run in order) and at the next one as each ends.
+
+Signals: the executor ignores SIGTERM and SIGINT (a signal to the worker's process group reaches it too):
+stopping is the supervisor's call, which drains the running job, then closes the pipe (or kills it).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from jobengine import tracing
+from jobengine import keys, tracing
 from jobengine.catalog import Catalog, get_catalog
 from jobengine.context import JobContext, set_current_job
 from jobengine.logs import setup_logging
@@ -174,7 +178,7 @@ class ProgressReporter:
 
                 self._client = sync_client(get_settings())
             self._client.hset(
-                f"rq:job:{job_id}", "jobengine_progress", orjson.dumps({"fraction": fraction, "message": message})
+                keys.job(job_id), "jobengine_progress", orjson.dumps({"fraction": fraction, "message": message})
             )
         except Exception:  # noqa: BLE001 - progress is best effort; the job must not fail for it
             pass
@@ -214,7 +218,7 @@ class Runner:
             arg: Any = job_type.input_model.model_validate(payload) if job_type else payload
         except ValidationError as exc:
             return "invalid", f"payload no longer valid for {type_name}: {exc}", 0.0
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - ImportError, AttributeError, or the module's own error
             return "invalid", f"cannot import job function {function}: {exc!r}", 0.0
         set_current_job(JobContext(job_id, type_name, queue, attempt, self.progress))
         started = time.perf_counter()
@@ -238,7 +242,8 @@ class Runner:
                 time.perf_counter() - started
         except JobCanceled:
             return "canceled", "canceled while running", time.perf_counter() - started
-        except Exception:  # noqa: BLE001 - any job error is reported, never fatal to the executor
+        except BaseException:  # noqa: BLE001 - any job error (KeyboardInterrupt, SystemExit too) is the job's
+            # failure, never the executor's end: a death would cost the job no attempt and run it forever
             return "error", traceback.format_exc(), time.perf_counter() - started
         finally:
             set_current_job(None)
@@ -248,8 +253,11 @@ def main(conn: Connection, control: Control) -> None:
     """Entry point of the executor process (see the module doc for the protocol)."""
     global _control
     _control = control
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Stop signals are the supervisor's: Ctrl-C, or a SIGTERM sent to the whole process group (systemd's
+    # KillMode, supervisord's stopasgroup, kill -TERM -PGID) must not end the running job; the supervisor
+    # drains it, then stops this process by closing its pipe (or SIGKILL past the deadline).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGUSR1, _on_cancel)
     settings = get_settings()
@@ -282,13 +290,23 @@ def run_batch(conn: Connection, control: Control, runner: Runner, batch: list[li
                 control.end()
         else:
             kind, value, seconds = "skipped", None, 0.0
-        line = orjson.dumps([seq, job[0], kind, value, seconds])
+        line = encode_outcome(seq, job[0], kind, value, seconds)
         lines.append(line)
         now = time.monotonic()
         if not control.journal_add(line) or (now - last_report >= REPORT_SECONDS and index + 1 < len(batch)):
             report(conn, control, lines)
             lines, last_report = [], now
     report(conn, control, lines)
+
+
+def encode_outcome(seq: int, job_id: str, kind: str, value: Any, seconds: float) -> bytes:
+    """One outcome line. A result JSON cannot hold (an int above 64 bits, say) fails its job: encoding it
+    here, where it is written anyway, costs the happy path nothing."""
+    try:
+        return orjson.dumps([seq, job_id, kind, value, seconds])
+    except orjson.JSONEncodeError as exc:
+        text = f"ResultNotEncodable: the job's return value cannot be stored as JSON: {exc}"
+        return orjson.dumps([seq, job_id, "error", text, seconds])
 
 
 def report(conn: Connection, control: Control, lines: list[bytes]) -> None:

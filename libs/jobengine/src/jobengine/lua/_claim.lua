@@ -1,24 +1,52 @@
--- Included by claim.lua and complete_claim.lua (scripts.py inlines it where they say --!include).
+-- Included by claim.lua and complete_claim.lua, after _notify (scripts.py inlines it where they say
+-- --!include).
 -- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
 -- under '<job_id>:<execution_id>', scored by `expiry` (whole epoch s), when the claim lapses unless renewed.
 -- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
 -- name one execution. Redis formats a Lua number it is given with sprintf, so the expiry and the execution
 -- id come from the caller as strings, and the attempt count is looked up as one.
+-- Safe to run twice: a call sent again after its reply was lost says so (`again`), and is answered with
+-- the jobs its first run claimed, found in the StartedJobRegistry under its execution id, instead of a
+-- second batch (a first run that claimed nothing, or never ran, claims now). Only a repeat pays for that
+-- look-up, which walks the queues' StartedJobRegistries: the first call costs nothing more.
 -- Returns per job: id, queue, execution id, attempt, data, timeout, meta, retries_left, retry_intervals,
 -- number_of_retries, enqueued_at, created_at, result_ttl, failure_ttl
-local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
+local function claimed_again(exec, queues)
+  local out = {}
+  local suffix = ':' .. exec
+  for _, q in ipairs(queues) do
+    for _, m in ipairs(redis.call('ZRANGE', K.wip .. q, 0, -1)) do
+      if string.sub(m, -#suffix) == suffix then
+        local id = string.sub(m, 1, #m - #suffix)
+        local f = redis.call('HMGET', K.job .. id, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta',
+                             'retries_left', 'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at',
+                             'result_ttl', 'failure_ttl', 'jobengine_attempts', 'jobengine_claim')
+        if f[1] == 'started' and f[14] == exec then
+          out[#out + 1] = {id, q, exec, tonumber(f[13]), f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
+        end
+      end
+    end
+  end
+  return out
+end
+
+local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
+  if again == '1' then
+    local out = claimed_again(exec, queues)
+    if #out > 0 then return out end
+  end
   local out = {}
   local n = 0
   local attempt = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}  -- as strings: a number is sprintf'd
   for _, q in ipairs(queues) do
-    local qkey = 'rq:queue:' .. q
+    local qkey = K.queue .. q
     local wip = {}  -- score, member pairs for one ZADD a queue
     while n < limit do
       local ids = redis.call('LPOP', qkey, limit - n)
       if not ids then break end
       for _, id in ipairs(ids) do
-        local jk = 'rq:job:' .. id
+        local jk = K.job .. id
         local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
                              'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
                              'failure_ttl', 'jobengine_attempts')
@@ -35,13 +63,10 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, queues)
         end
       end
     end
-    if #wip > 0 then redis.call('ZADD', 'rq:wip:' .. q, unpack(wip)) end
+    if #wip > 0 then redis.call('ZADD', K.wip .. q, unpack(wip)) end
     if n >= limit then
       -- more may be waiting: pass the wake-up on to another idle worker
-      if redis.call('LLEN', qkey) > 0 then
-        redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
-        redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
-      end
+      if redis.call('LLEN', qkey) > 0 then notify(q) end
       break
     end
   end

@@ -1,4 +1,4 @@
--- Included by cancel.lua, complete.lua and recover.lua (scripts.py inlines it where they say --!include).
+-- Included by cancel.lua and, through _end.lua, by every script that ends a job (scripts.py inlines it).
 -- A job counted against its tenant's backlog quota (enqueue.lua) leaves the count when it ends:
 -- once, since the field is renamed ('-' prefix) as the counter is decremented.
 -- counter: the job's jobengine_backlog field when the caller has read it already (false: no such field).

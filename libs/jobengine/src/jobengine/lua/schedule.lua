@@ -1,16 +1,18 @@
 -- Move due jobs of every queue from RQ's ScheduledJobRegistry to their queue (delayed jobs, retries).
 -- ARGV[1] now (epoch s)  ARGV[2] now (RQ timestamp)  ARGV[3] max per queue
--- Returns {moved, earliest score still scheduled or -1}
+-- Returns {moved, earliest score still scheduled or -1}. Safe to run twice: a moved job is no longer due.
+-- (built and parsed by scripts.py: schedule_args, parse_schedule)
+--!include _notify
 local moved = 0
 local earliest = -1
-for _, qkey in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
-  local q = string.sub(qkey, 10)
-  local sk = 'rq:scheduled:' .. q
+for _, qkey in ipairs(redis.call('SMEMBERS', K.queues)) do
+  local q = string.sub(qkey, #K.queue + 1)
+  local sk = K.scheduled .. q
   local ids = redis.call('ZRANGEBYSCORE', sk, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
   local here = 0
   for _, id in ipairs(ids) do
     redis.call('ZREM', sk, id)
-    local jk = 'rq:job:' .. id
+    local jk = K.job .. id
     if redis.call('HGET', jk, 'status') == 'scheduled' then
       redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[2])
       redis.call('RPUSH', qkey, id)
@@ -18,8 +20,7 @@ for _, qkey in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
     end
   end
   if here > 0 then
-    redis.call('LPUSH', 'jobengine:notify:' .. q, '1')
-    redis.call('LTRIM', 'jobengine:notify:' .. q, 0, 0)
+    notify(q)
     moved = moved + here
   end
   local first = redis.call('ZRANGE', sk, 0, 0, 'WITHSCORES')
