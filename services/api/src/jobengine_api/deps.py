@@ -28,6 +28,7 @@ class ApiContext:
     waiter: DoneWaiter
     limits: Limits
     guard: MemoryGuard | None = None  # None: no Redis memory guard
+    queues: frozenset[str] = frozenset()  # the declared queues (catalog.declared_queues): no other is accepted
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool
