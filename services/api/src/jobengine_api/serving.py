@@ -70,7 +70,7 @@ class MetricsServer:
     def __init__(self, host: str, port: int, refresh: Callable[[], Awaitable[None]]) -> None:
         self.refresh = refresh
         config = uvicorn.Config(self._app, host=host, port=port, lifespan="off", access_log=False, log_config=None,
-                                server_header=False, timeout_keep_alive=30, loop="none")
+                                server_header=False, timeout_keep_alive=30, loop="none", interface="asgi3")
         config.load()
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
