@@ -201,12 +201,12 @@ def test_development_mode_runs_without_a_key_and_says_so(start_api, r: redis.Red
 
 
 def test_keys_cli_creates_a_working_key(start_api, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "jobengine_api.keys", "create", "--tenant", "cli", "--scopes",
+    out = subprocess.run([sys.executable, "-m", "jobengine_api.apikey_cli", "create", "--tenant", "cli", "--scopes",
                           "submit,read", "--json"], capture_output=True, text=True, timeout=30, check=True)
     created = json.loads(out.stdout)
     assert created["entry"]["tenant"] == "cli" and created["key"].startswith(created["entry"]["id"] + ".")
     assert created["key"].split(".", 1)[1] not in json.dumps(created["entry"])  # only the hash is stored
-    slow = subprocess.run([sys.executable, "-m", "jobengine_api.keys", "create", "--tenant", "cli", "--scopes",
+    slow = subprocess.run([sys.executable, "-m", "jobengine_api.apikey_cli", "create", "--tenant", "cli", "--scopes",
                            "read", "--hash", "pbkdf2_sha256", "--json"], capture_output=True, text=True, timeout=30,
                           check=True)
     slow_created = json.loads(slow.stdout)

@@ -11,7 +11,8 @@ from jobengine.catalog import Catalog
 from jobengine.jobdata import JOB_ID_PATTERN
 from jobengine.settings import Settings
 
-from .auth import Principal, forbidden
+from .apikey import Principal
+from .auth import forbidden
 from .guard import MemoryGuard
 from .limits import Limits
 from .models import Submissions

@@ -17,10 +17,12 @@ from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
 from jobengine.settings import Settings, get_settings
 
 from . import problems
-from .auth import SCOPES, AuthMiddleware, KeyRefresher, keyring_from_settings
+from .apikey import SCOPES
+from .auth import AuthMiddleware, keyring_from_settings
 from .deps import ApiContext
 from .guard import MemoryGuard
 from .hotroute import HotRoute, check_route
+from .keyring import KeyRefresher
 from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions

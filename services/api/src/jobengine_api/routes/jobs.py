@@ -23,7 +23,7 @@ from jobengine.jobdata import API_STATUS, TERMINAL, new_job_ids
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
 
-from ..auth import Principal
+from ..apikey import Principal
 from ..deps import ApiContext, ContextDep, JobId, ReadPrincipal, StoreDep, SubmitPrincipal, authorize
 from ..jsonbody import decode, is_json, unsupported_media_type
 from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobOptions, JobStatusChange,
