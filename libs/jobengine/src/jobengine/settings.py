@@ -185,6 +185,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid queue name {name!r}: letters, digits, '_', '.', '-' only")
         return value
 
+    @field_validator("api_metrics_port")
+    @classmethod
+    def _metrics_apart(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+        if value and value == info.data.get("api_port"):
+            raise ValueError("must differ from JOBENGINE_API_PORT (/metrics is kept off the API port)")
+        return value
+
     @field_validator("abandoned_after_seconds")
     @classmethod
     def _abandon_after_heartbeat(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]

@@ -67,10 +67,11 @@ def protocol_class(head_timeout: float) -> type[HeadDeadlineProtocol]:
 class MetricsServer:
     """GET /metrics on its own port, in the API's event loop; `refresh` runs before each scrape."""
 
-    def __init__(self, host: str, port: int, refresh: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, host: str, port: int, refresh: Callable[[], Awaitable[None]], head_timeout: float) -> None:
         self.refresh = refresh
         config = uvicorn.Config(self._app, host=host, port=port, lifespan="off", access_log=False, log_config=None,
-                                server_header=False, timeout_keep_alive=30, loop="none", interface="asgi3")
+                                server_header=False, timeout_keep_alive=30, loop="none", interface="asgi3",
+                                http=protocol_class(head_timeout))
         config.load()
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
