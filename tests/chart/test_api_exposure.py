@@ -46,7 +46,8 @@ def test_the_ingress_routes_the_api_and_its_docs_only(render, helm: str) -> None
 
 
 @pytest.mark.parametrize("value_set", ["monitoring", "kind"])
-def test_monitoring_scrapes_the_metrics_port_which_the_api_serves_apart(render, value_set: str) -> None:  # type: ignore[no-untyped-def]
+def test_monitoring_scrapes_the_metrics_port_which_the_api_serves_apart(  # type: ignore[no-untyped-def]
+        render, value_set: str) -> None:
     rendered: Rendered = render(value_set)
     container = main_container(rendered.get("Deployment", API))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}

@@ -52,7 +52,8 @@ def test_the_submit_route_passes() -> None:
     (without_request, "one parameter of type Request"),
     (sync_endpoint, "an async endpoint"),
 ])
-def test_an_endpoint_it_cannot_serve_fails_with_a_clear_message(endpoint, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_endpoint_it_cannot_serve_fails_with_a_clear_message(  # type: ignore[no-untyped-def]
+        endpoint, message: str) -> None:
     app, route = app_with(endpoint)
     with pytest.raises(HotRouteMismatch, match=message):
         check_route(route, app)

@@ -109,7 +109,8 @@ def keyring_from_settings(settings: Any) -> KeyRing | None:
         return None
     if not settings.api_keys_file:
         stop("refusing to start: authentication is on (JOBENGINE_ENV=production) but JOBENGINE_API_KEYS_FILE is "
-             "not set; create a key with `python -m jobengine_api.apikey_cli create --tenant NAME --scopes submit,read` "
+             "not set; create a key with `python -m jobengine_api.apikey_cli create --tenant NAME --scopes "
+             "submit,read` "
              "(docs/security.md), or run with JOBENGINE_ENV=development for local work")
     try:
         entries = load_key_file(settings.api_keys_file)

@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         metrics_server = None
         if settings.api_metrics_port:
             metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
-                                           lambda: health.refresh_queue_gauges(ctx), settings.http_header_timeout_seconds)
+                                           lambda: health.refresh_queue_gauges(ctx),
+                                           settings.http_header_timeout_seconds)
             await metrics_server.start()
         refresher = None
         if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background

@@ -113,8 +113,8 @@ IDEMPOTENCY_HEADER = {
 # --- parsing: body -> validated submissions (the two endpoints differ only here) ---
 
 
-async def _json_body(request: Request) -> Any:
-    """The decoded JSON body: 415 unless it says it is JSON, 422 naming the field of a value JSON data
+async def _json_body(request: Request) -> tuple[Any, bytes]:
+    """The decoded JSON body and its bytes: 415 unless it says it is JSON, 422 naming the field of a value JSON data
     cannot keep (jsonbody.py: one decoder, one rule for both submit endpoints)."""
     content_type = request.headers.get("content-type")
     if not is_json(content_type):
@@ -144,7 +144,8 @@ def _validate(ctx: ApiContext, adapter: TypeAdapter[Any], doc: Any) -> JobOption
 
 
 def unknown_queue(ctx: ApiContext, queue: str) -> Problem:
-    return invalid([{"field": "queue", "message": f"unknown queue {queue!r}; declared: {', '.join(sorted(ctx.queues))}"}],
+    declared = ", ".join(sorted(ctx.queues))
+    return invalid([{"field": "queue", "message": f"unknown queue {queue!r}; declared: {declared}"}],
                    "No worker serves this queue.")
 
 
@@ -175,9 +176,9 @@ async def _submit(ctx: ApiContext, principal: Principal, subs: list[tuple[JobOpt
     now = datetime.now(timezone.utc)  # the jobs of a batch are submitted at one time
     ids = new_job_ids(len(subs))
     with tracing.enqueue_span(len(subs)) as span:  # each job carries its context
-        jobs = [prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,  # type: ignore[attr-defined]
-                            trace_meta=span.meta, tenant=principal.tenant, key_id=principal.key_id, now=now,
-                            job_id=job_id)
+        jobs = [prepare_job(sub, ctx.catalog[sub.type],  # type: ignore[attr-defined]
+                            ctx.settings, idempotency_key=key, fp=fp, trace_meta=span.meta, tenant=principal.tenant,
+                            key_id=principal.key_id, now=now, job_id=job_id)
                 for (sub, key, fp), job_id in zip(subs, ids, strict=True)]
         if len(jobs) == 1:
             span.job(jobs[0].id, jobs[0].type, jobs[0].queue)
