@@ -62,6 +62,13 @@ def test_queue_stats_and_metrics_read_declared_queues_only(api: Api, r: redis.Re
     assert "stray-" not in text and 'jobengine_queue_depth{queue="custom"}' in text
 
 
+def test_metrics_are_served_on_their_own_port_only(api: Api) -> None:
+    assert_problem(api.client.get("/metrics"), 404)  # the API port, which the ingress routes
+    text = api.metrics()
+    assert "jobengine_jobs_submitted_total" in text and "jobengine_http_requests_total" in text
+    assert httpx.get(api.metrics_url.replace("/metrics", "/v1/jobs"), timeout=10).status_code == 404
+
+
 def test_the_declared_queues_come_from_the_setting(start_api) -> None:  # type: ignore[no-untyped-def]
     api = start_api(JOBENGINE_QUEUES_DECLARED="reports")
     assert api.client.post("/v1/jobs", json={**PRIMES, "queue": "reports"}).status_code == 202

@@ -65,7 +65,10 @@ def protocol_class(head_timeout: float) -> type[HeadDeadlineProtocol]:
 
 
 class MetricsServer:
-    """GET /metrics on its own port, in the API's event loop; `refresh` runs before each scrape."""
+    """GET /metrics on its own port, in the API's event loop; `refresh` runs before each scrape.
+
+    A second uvicorn Server driven by the API's lifespan (startup/shutdown, no main loop or signal
+    handlers of its own: the API's server owns those)."""
 
     def __init__(self, host: str, port: int, refresh: Callable[[], Awaitable[None]], head_timeout: float) -> None:
         self.refresh = refresh
@@ -87,7 +90,7 @@ class MetricsServer:
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
+        if scope["path"] != "/metrics" or scope["method"] != "GET":
             await _send(send, 404, b"text/plain; charset=utf-8", b"not found: GET /metrics\n")
             return
         await self.refresh()
