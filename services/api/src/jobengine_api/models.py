@@ -29,8 +29,8 @@ class JobOptions(BaseModel):
 
     # numbers are strict (strict=True): JSON true/false is not a number, and pydantic's lax mode would take it as 1/0
     queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN,
-                              description="Queue; default: the job type's. Only declared queues (GET /v1/job-types "
-                              "shows the types' queues; JOBENGINE_QUEUES_DECLARED the others).")
+                              description="Queue; default: the job type's. A declared queue only: a job type's own or "
+                              "one the deployment's workers serve (otherwise 422, listing them).")
     delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, strict=True,
                                         description="Run after this delay.")
     run_at: datetime | None = Field(None, description="Run at this time (RFC 3339; UTC when no offset), at most "
