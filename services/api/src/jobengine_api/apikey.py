@@ -79,5 +79,3 @@ def split_key(token: str) -> tuple[str, str] | None:
     if not sep or not secret or not KEY_ID_PATTERN.match(key_id) or len(secret) > MAX_SECRET_LENGTH:
         return None
     return key_id, secret
-
-
