@@ -101,6 +101,3 @@ async def _send(send: Send, status: int, content_type: bytes, body: bytes) -> No
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-
