@@ -53,8 +53,8 @@ MACHINE_2CORE = "machine: 2 CPU-bound processes / 1"
 def env_for(url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBENGINE_", "OTEL_"))}
     env.update(JOBENGINE_REDIS_URL=url, BENCH_REDIS_URL=url, JOBENGINE_JOB_TYPE_MODULES="bench.jobs",
-               JOBENGINE_METRICS_PORT="0", JOBENGINE_ENV="development",
-               PYTHONPATH=str(ROOT), **extra)
+               JOBENGINE_METRICS_PORT="0", JOBENGINE_API_METRICS_PORT="0",
+               JOBENGINE_ENV="development", PYTHONPATH=str(ROOT), **extra)
     return env
 
 

@@ -57,6 +57,8 @@ def main() -> int:
     env.setdefault("JOBENGINE_ENV", "development")
     env.setdefault("JOBENGINE_LOG_FORMAT", "text")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # the API accepts the queues this launcher's worker serves (besides the job types' own)
+    env.setdefault("JOBENGINE_QUEUES_DECLARED", env.get("JOBENGINE_QUEUES", "high,default,low"))
     redis_server = None
     url = env.get("JOBENGINE_REDIS_URL") or env.get("REDIS_URL")
     if not url:
@@ -72,7 +74,9 @@ def main() -> int:
         "api": subprocess.Popen([sys.executable, "-m", "jobengine_api"], env=env, start_new_session=True),
         "worker": subprocess.Popen([sys.executable, "-m", "jobengine_worker"], env=env, start_new_session=True),
     }
-    print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops all", flush=True)
+    metrics = env.get("JOBENGINE_API_METRICS_PORT", "9101")
+    print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs, metrics: :{metrics}/metrics); "
+          "Ctrl-C stops all", flush=True)
 
     try:
         code = supervise(procs)

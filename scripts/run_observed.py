@@ -25,8 +25,9 @@ def main() -> int:
               file=sys.stderr)
         return 1
     env = dict(os.environ)
-    api_port = env.setdefault("JOBENGINE_API_PORT", "8000")
+    env.setdefault("JOBENGINE_API_PORT", "8000")
     metrics_port = env.setdefault("JOBENGINE_METRICS_PORT", "9100")
+    api_metrics_port = env.setdefault("JOBENGINE_API_METRICS_PORT", "9101")
     env.setdefault("JOBENGINE_METRICS_HOST", "127.0.0.1")
     prom_port = env.get("PROMETHEUS_PORT", "9090")
     RUN.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ global: {{scrape_interval: 5s, evaluation_interval: 5s}}
 rule_files: ["{ROOT / 'charts/jobengine/files/prometheus-rules.yaml'}"]
 scrape_configs:
   - job_name: jobengine-api
-    static_configs: [{{targets: ["127.0.0.1:{api_port}"], labels: {{namespace: local, service: jobengine-api}}}}]
+    static_configs: [{{targets: ["127.0.0.1:{api_metrics_port}"], labels: {{namespace: local, service: jobengine-api}}}}]
   - job_name: jobengine-worker
     static_configs: [{{targets: ["127.0.0.1:{metrics_port}"], labels: {{namespace: local, pool: default}}}}]
 """)
@@ -45,7 +46,7 @@ scrape_configs:
                             cwd=RUN, start_new_session=True)
     stack = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_local.py")], env=env,
                              start_new_session=True)
-    print(f"Prometheus on http://127.0.0.1:{prom_port} (scrapes the API on :{api_port} and the worker on "
+    print(f"Prometheus on http://127.0.0.1:{prom_port} (scrapes the API on :{api_metrics_port} and the worker on "
           f":{metrics_port}; alerts at /alerts); try: sum by (outcome) (rate(jobengine_jobs_finished_total[1m]))",
           flush=True)
     return supervise({"stack": stack, "prometheus": prom})

@@ -71,6 +71,9 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
         JOBENGINE_HEARTBEAT_SECONDS="0.5",
         JOBENGINE_ABANDONED_AFTER_SECONDS="3",
         JOBENGINE_METRICS_PORT="0",
+        JOBENGINE_API_METRICS_PORT="0",  # start_api gives each API a free one
+        # the queues tests name besides the job types' own: a queue must be declared to be accepted
+        JOBENGINE_QUEUES_DECLARED="high,default,low,custom",
         JOBENGINE_JOB_TYPE_MODULES="tests.support.jobs",
         # an API started from these alone has no key to check (start_api turns auth on)
         JOBENGINE_AUTH="off",
@@ -163,12 +166,19 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator:
 
 
 class Api:
-    def __init__(self, proc: Proc, base_url: str, key: str | None = None) -> None:
+    def __init__(self, proc: Proc, base_url: str, key: str | None = None, metrics_url: str = "") -> None:
         self.proc = proc
         self.base_url = base_url
         self.key = key
+        self.metrics_url = metrics_url  # the API's /metrics, on its own port (JOBENGINE_API_METRICS_PORT)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(base_url=base_url, timeout=30, headers=headers)
+
+    def metrics(self) -> str:
+        """The text of a scrape of the API's /metrics."""
+        resp = httpx.get(self.metrics_url, timeout=30)
+        resp.raise_for_status()
+        return resp.text
 
 
 @pytest.fixture(scope="session")
@@ -182,12 +192,12 @@ def start_api(redis_url: str, tmp_path: Path, api_keys_file: Path) -> Iterator:
     apis: list[Api] = []
 
     def start(*, key: str | None = TEST_KEY, **env: str) -> Api:
-        port = free_port()
-        extra = {"JOBENGINE_API_PORT": str(port), "JOBENGINE_AUTH": "on", "JOBENGINE_API_KEYS_FILE": str(api_keys_file),
-                 **env}
+        port, metrics_port = free_port(), free_port()
+        extra = {"JOBENGINE_API_PORT": str(port), "JOBENGINE_API_METRICS_PORT": str(metrics_port),
+                 "JOBENGINE_AUTH": "on", "JOBENGINE_API_KEYS_FILE": str(api_keys_file), **env}
         proc = Proc([sys.executable, "-m", "jobengine_api"], service_env(redis_url, **extra),
                     tmp_path / f"api-{len(apis)}.log")
-        api = Api(proc, f"http://127.0.0.1:{port}", key)
+        api = Api(proc, f"http://127.0.0.1:{port}", key, f"http://127.0.0.1:{extra['JOBENGINE_API_METRICS_PORT']}/metrics")
         apis.append(api)
         proc.wait_ready(lambda: api.client.get("/healthz").status_code == 200, "API")
         return api

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jobengine_api.auth import KeyRing, parse_keys
+from jobengine_api.keyring import KeyRing, parse_keys
 
 from .conftest import CHART, RenderError, Rendered, template
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,7 +18,7 @@ def gated(redis_url: str) -> dict:
 
 
 def samples(api) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def]
-    resp = api.client.get("/metrics")
+    resp = httpx.get(api.metrics_url, timeout=30)  # the API's metrics port (JOBENGINE_API_METRICS_PORT)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(resp.text) for s in family.samples}

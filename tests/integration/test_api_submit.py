@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 
 PRIMES = {"type": "primes", "payload": {"lowest": 10, "highest": 17}}
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
+JSON = {"content-type": "application/json"}
 
 
 def assert_nothing_enqueued(r: redis.Redis) -> None:
@@ -77,9 +78,11 @@ def test_delayed_and_run_at_jobs_are_scheduled(api, r: redis.Redis) -> None:
     got = api.client.get(body["location"]).json()
     assert got["status"] == "scheduled" and got["scheduled_for"] is not None
 
-    resp = api.client.post("/v1/jobs", json={**PRIMES, "run_at": "2099-01-01T00:00:00Z"})
+    run_at = int(time.time()) // 60 * 60 + 30 * 86_400  # a whole minute, 30 days ahead
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run_at))
+    resp = api.client.post("/v1/jobs", json={**PRIMES, "run_at": when})
     assert resp.json()["status"] == "scheduled"
-    assert r.zscore("rq:scheduled:default", resp.json()["id"]) == 4070908800
+    assert r.zscore("rq:scheduled:default", resp.json()["id"]) == run_at
 
 
 @pytest.mark.parametrize(
@@ -145,7 +148,7 @@ def test_idempotency_key_replays_the_same_job_and_refuses_another_body(api, r: r
     assert first.status_code == 202 and "idempotent-replayed" not in first.headers
     # same body, other key order and spacing: the same request
     again = api.client.post("/v1/jobs", content=b'{ "payload": {"highest": 17, "lowest": 10}, "type": "primes"}',
-                            headers=headers)
+                            headers={**headers, **JSON})
     assert again.status_code in (200, 202), again.text
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first.json()["id"] and again.headers["location"] == first.headers["location"]
@@ -205,7 +208,7 @@ def test_batch_all_valid_is_202_and_limits_are_enforced(start_api, r: redis.Redi
     assert "jobs" in fields_of(assert_problem(api.client.post("/v1/jobs:batch", json={"jobs": [PRIMES] * 4}), 422))
     assert "jobs" in fields_of(assert_problem(api.client.post("/v1/jobs:batch", json={"jobs": []}), 422))
     assert "jobs" in fields_of(assert_problem(api.client.post("/v1/jobs:batch", json=[PRIMES]), 422))
-    assert_problem(api.client.post("/v1/jobs:batch", content=b"{oops"), 422)
+    assert_problem(api.client.post("/v1/jobs:batch", content=b"{oops", headers=JSON), 422)
     assert_nothing_enqueued(r)
     # the colon route does not collide with /v1/jobs/{id}
     assert_problem(api.client.get("/v1/jobs:batch"), 405)

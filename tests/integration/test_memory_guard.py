@@ -16,7 +16,7 @@ from tests.conftest import wait_for
 
 
 def rejected(api, reason: str) -> float:  # type: ignore[no-untyped-def]
-    text = api.client.get("/metrics").text
+    text = api.metrics()
     match = re.search(rf'^jobengine_jobs_rejected_total\{{reason="{reason}"\}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
 

@@ -29,7 +29,7 @@ def status(r: redis.Redis, job_id: str) -> str:
 
 
 def rejected(api) -> float:  # type: ignore[no-untyped-def]
-    text = api.client.get("/metrics").text
+    text = api.metrics()
     match = re.search(r'^jobengine_jobs_rejected_total\{reason="tenant_quota"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
 

@@ -59,6 +59,7 @@ def promtool() -> str:
 class Stack:
     redis_url: str
     api_url: str
+    api_metrics_url: str  # the API's /metrics port (JOBENGINE_API_METRICS_PORT), apart from api_url
     worker_metrics_url: str
     api: Proc
     worker: Proc
@@ -77,17 +78,19 @@ def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("obs-stack")
     redis_server = EmbeddedRedis(directory=str(logs)).start()
     url = redis_server.url
-    api_port, metrics_port = free_port(), free_port()
+    api_port, api_metrics_port, metrics_port = free_port(), free_port(), free_port()
     common = {"JOBENGINE_JOB_TYPE_MODULES": JOB_TYPE_MODULES, "JOBENGINE_QUEUES": "high,default",
               "JOBENGINE_ENV": "development"}  # local stack: no API keys
     api = Proc([sys.executable, "-m", "jobengine_api"],
-               service_env(url, JOBENGINE_API_PORT=str(api_port), **common), logs / "api.log", name="api")
+               service_env(url, JOBENGINE_API_PORT=str(api_port), JOBENGINE_API_METRICS_PORT=str(api_metrics_port),
+                           **common), logs / "api.log", name="api")
     worker = Proc([sys.executable, "-m", "jobengine_worker"],
                   service_env(url, JOBENGINE_WORKER_NAME="obs-worker", JOBENGINE_METRICS_PORT=str(metrics_port),
                               JOBENGINE_METRICS_HOST="127.0.0.1", **common),
                   logs / "worker.log", name="worker")
     try:
         api_url, worker_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}"
+        api_metrics_url = f"http://127.0.0.1:{api_metrics_port}"
         _wait_http(api_url + "/healthz", api, "API")
         _wait_http(worker_url + "/metrics", worker, "worker metrics server")
         client = redis.Redis.from_url(url)
@@ -97,7 +100,7 @@ def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             time.sleep(0.05)
         client.close()
         with httpx.Client(base_url=api_url, timeout=30) as http:
-            yield Stack(url, api_url, worker_url, api, worker, http)
+            yield Stack(url, api_url, api_metrics_url, worker_url, api, worker, http)
     finally:
         worker.stop()
         api.stop()
@@ -153,7 +156,7 @@ def prometheus(obs_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
     work = tmp_path_factory.mktemp("prometheus")
     config = work / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config(
-        obs_stack.api_url.removeprefix("http://"), [obs_stack.worker_metrics_url.removeprefix("http://")],
+        obs_stack.api_metrics_url.removeprefix("http://"), [obs_stack.worker_metrics_url.removeprefix("http://")],
         RULES_FILE, NAMESPACE, SCRAPE_INTERVAL)))
     port = free_port()
     log_path = work / "prometheus.log"

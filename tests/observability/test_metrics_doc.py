@@ -78,7 +78,7 @@ def test_the_table_matches_the_definitions() -> None:
 
 def test_metrics_endpoints_expose_exactly_the_table(obs_stack: Stack, workload: Workload) -> None:
     docs = documented()
-    seen = {"api": exposed(obs_stack.api_url + "/metrics"),
+    seen = {"api": exposed(obs_stack.api_metrics_url + "/metrics"),
             "worker": exposed(obs_stack.worker_metrics_url + "/metrics")}
     for where, families in seen.items():
         expected = {name for name, (_, _, w) in docs.items() if w == where}
@@ -91,6 +91,6 @@ def test_metrics_endpoints_expose_exactly_the_table(obs_stack: Stack, workload: 
 
 def test_no_job_id_in_any_label(obs_stack: Stack, workload: Workload) -> None:
     job_ids = {job_id for ids in workload.ids.values() for job_id in ids}
-    for url in (obs_stack.api_url + "/metrics", obs_stack.worker_metrics_url + "/metrics"):
+    for url in (obs_stack.api_metrics_url + "/metrics", obs_stack.worker_metrics_url + "/metrics"):
         text = httpx.get(url, timeout=10).text
         assert not [job_id for job_id in job_ids if job_id in text], f"a job id appears in {url}"

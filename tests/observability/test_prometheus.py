@@ -52,7 +52,7 @@ def alert_exprs() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def prom(workload: Workload) -> PromServer:
+def prom(workload: Workload, obs_stack: Stack) -> PromServer:
     if workload.prometheus is None:
         pytest.skip("no prometheus binary (see the skip reason of the prometheus fixture)")
     prom = workload.prometheus
@@ -66,7 +66,15 @@ def prom(workload: Workload) -> PromServer:
             break
         assert time.monotonic() < deadline, f"Prometheus saw {runs} runs, {e2e} ended jobs; expected {expected_runs}"
         time.sleep(0.25)
-    time.sleep(1.5)  # one more scrape of the API: its queue gauges and HTTP counters
+    # The HTTP panels need requests between two scrapes of the API (a scrape is no request of its own:
+    # /metrics has its port, outside the HTTP metrics): probe the API until Prometheus sees a request rate,
+    # which also takes scrapes of the queue gauges after the workload.
+    rate = f'sum(rate(jobengine_http_request_duration_seconds_count{{route="/healthz"}}[{RATE_WINDOW}]))'
+    deadline = time.monotonic() + 20
+    while not prom.value(rate):
+        assert time.monotonic() < deadline, "Prometheus saw no HTTP request rate"
+        obs_stack.client.get("/healthz").raise_for_status()
+        time.sleep(0.25)
     return prom
 
 

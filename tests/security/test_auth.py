@@ -154,9 +154,10 @@ def test_jobs_written_without_a_tenant_belong_to_no_tenant(secure_api, r: redis.
 
 def test_infrastructure_routes_need_no_key(secure_api) -> None:
     with httpx.Client(base_url=secure_api.base_url, timeout=10) as anon:
-        for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
+        for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
             assert anon.get(path).status_code == 200, path
         spec = anon.get("/openapi.json").json()
+    assert httpx.get(secure_api.metrics_url, timeout=10).status_code == 200  # on the metrics port only
     assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyHeader"}
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
@@ -169,7 +170,7 @@ def test_metrics_hold_no_key_or_tenant(secure_api) -> None:
     c = secure_api.client
     c.post("/v1/jobs", json=PRIMES, headers=bearer(ACME))
     c.post("/v1/jobs", json=PRIMES, headers=bearer("acme-rw.wrong"))
-    text = httpx.get(secure_api.base_url + "/metrics", timeout=10).text
+    text = secure_api.metrics()
     for needle in ("acme", "globex", "secret", "acme-rw"):
         assert needle not in text
 
@@ -201,12 +202,12 @@ def test_development_mode_runs_without_a_key_and_says_so(start_api, r: redis.Red
 
 
 def test_keys_cli_creates_a_working_key(start_api, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "jobengine_api.keys", "create", "--tenant", "cli", "--scopes",
+    out = subprocess.run([sys.executable, "-m", "jobengine_api.apikey_cli", "create", "--tenant", "cli", "--scopes",
                           "submit,read", "--json"], capture_output=True, text=True, timeout=30, check=True)
     created = json.loads(out.stdout)
     assert created["entry"]["tenant"] == "cli" and created["key"].startswith(created["entry"]["id"] + ".")
     assert created["key"].split(".", 1)[1] not in json.dumps(created["entry"])  # only the hash is stored
-    slow = subprocess.run([sys.executable, "-m", "jobengine_api.keys", "create", "--tenant", "cli", "--scopes",
+    slow = subprocess.run([sys.executable, "-m", "jobengine_api.apikey_cli", "create", "--tenant", "cli", "--scopes",
                            "read", "--hash", "pbkdf2_sha256", "--json"], capture_output=True, text=True, timeout=30,
                           check=True)
     slow_created = json.loads(slow.stdout)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -150,7 +151,7 @@ def test_api_and_worker_run_against_a_password_and_tls_protected_redis(tls_redis
     tls_redis.stop()
     bodies = [api.client.get(f"/v1/jobs/{job_id}"), api.client.post("/v1/jobs", json={"type": "echo", "payload": {}}),
               api.client.get("/v1/jobs"), api.client.get("/readyz"), api.client.get("/v1/queues"),
-              api.client.get("/metrics")]
+              httpx.get(api.metrics_url, timeout=30)]
     assert [b.status_code for b in bodies] == [503, 503, 503, 503, 503, 200]
     wait_for(lambda: "Redis unavailable" in worker.log(), timeout=20, message="the worker's Redis error")
     for text in [b.text for b in bodies] + [str(dict(b.headers)) for b in bodies] + [api.proc.log(), worker.log()]:

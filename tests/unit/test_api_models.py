@@ -137,3 +137,30 @@ def test_job_data_is_compressed_once_it_is_large_and_reads_back_either_way() -> 
     assert len(encode_data("m.f", large)) < 200 and zlib.decompress(encode_data("m.f", large)).startswith(b'["m.f"')
     for payload in (small, large):
         assert decode_data(encode_data("m.f", payload)) == ("m.f", [payload], {})
+
+
+@pytest.mark.parametrize("cursor", ["0-0", "18446744073709551616-0", "0-18446744073709551616"])
+def test_cursors_outside_redis_stream_ids_are_refused(cursor: str) -> None:
+    with pytest.raises(ValueError):
+        decode_cursor(encode_cursor(cursor))
+    assert decode_cursor(encode_cursor(f"{2**64 - 1}-{2**64 - 1}")) == f"{2**64 - 1}-{2**64 - 1}"
+    assert decode_cursor(encode_cursor("0-1")) == "0-1"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"type": "primes", "payload": {"lowest": True, "highest": 17}}, "payload.lowest"),
+    ({"type": "sleep", "payload": {"seconds": False}}, "payload.seconds"),
+    ({"type": "primes", "payload": {"lowest": 1, "highest": 2}, "timeout": True}, "timeout"),
+    ({"type": "primes", "payload": {"lowest": 1, "highest": 2}, "retry": {"jitter": False}}, "retry.jitter"),
+])
+def test_booleans_are_not_numbers(body: dict, field: str) -> None:
+    assert field in [e["field"] for e in errors_of(body)]
+    assert field in [e["field"] for e in errors_of(body, batch=True)]
+
+
+def test_run_at_is_at_most_365_days_ahead() -> None:
+    base = {"type": "primes", "payload": {"lowest": 1, "highest": 2}}
+    far = (datetime.now(timezone.utc) + timedelta(days=365, hours=1)).isoformat()
+    assert [e["field"] for e in errors_of({**base, "run_at": far})] == ["run_at"]
+    near = (datetime.now(timezone.utc) + timedelta(days=364)).isoformat()
+    assert SUBS.single.validate_python({**base, "run_at": near}).run_at is not None

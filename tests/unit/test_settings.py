@@ -23,6 +23,8 @@ def test_defaults_and_comma_lists(monkeypatch):
     ("JOBENGINE_QUEUES", "bad queue!"),
     ("JOBENGINE_API_PORT", "70000"),
     ("JOBENGINE_ENV", "staging"),
+    ("JOBENGINE_QUEUES_DECLARED", "ok,not ok"),
+    ("JOBENGINE_API_METRICS_PORT", "8000"),  # the API port: /metrics must stay off it
 ])
 def test_bad_value_stops_the_worker_with_the_variable_named(var, value):
     env = {"PATH": "/usr/bin:/bin", var: value, "JOBENGINE_REDIS_URL": "redis://127.0.0.1:1/0"}
@@ -30,3 +32,10 @@ def test_bad_value_stops_the_worker_with_the_variable_named(var, value):
                           timeout=30)
     assert proc.returncode == 2
     assert var in proc.stderr
+
+
+def test_declared_queues_are_a_comma_list(monkeypatch):
+    monkeypatch.setenv("JOBENGINE_QUEUES_DECLARED", "reports, exports")
+    assert Settings().queues_declared == ["reports", "exports"]
+    monkeypatch.setenv("JOBENGINE_QUEUES_DECLARED", "")
+    assert Settings().queues_declared == []

@@ -120,6 +120,18 @@ mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
 {{- include "jobengine.deepMerge" (dict "base" (merge (dict "enabled" true) (deepCopy .root.Values.worker)) "over" .pool) }}
 {{- end }}
 
+{{/* The queues of the enabled worker pools, sorted and comma-separated: JOBENGINE_QUEUES_DECLARED. */}}
+{{- define "jobengine.declaredQueues" -}}
+{{- $queues := list }}
+{{- range $name, $raw := .Values.workerPools }}
+{{- $pool := include "jobengine.poolValues" (dict "root" $ "pool" $raw) | fromYaml }}
+{{- if $pool.enabled }}
+{{- $queues = concat $queues $pool.queues }}
+{{- end }}
+{{- end }}
+{{- $queues | uniq | sortAlpha | join "," }}
+{{- end }}
+
 {{/* terminationGracePeriodSeconds of a worker pool: ceil(drainSeconds) + margin. */}}
 {{- define "jobengine.workerGracePeriod" -}}
 {{- add (ceil .drainSeconds | int) (.terminationGraceMarginSeconds | int) }}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from .catalog import JobType, RetryPolicy
 
@@ -15,8 +15,8 @@ class PrimesInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"lowest": 10, "highest": 17}]})
 
-    lowest: int = Field(ge=0, le=MAX_PRIMES_HIGHEST, description="Start of the range (included).")
-    highest: int = Field(ge=0, le=MAX_PRIMES_HIGHEST, description="End of the range (included).")
+    lowest: StrictInt = Field(ge=0, le=MAX_PRIMES_HIGHEST, description="Start of the range (included).")
+    highest: StrictInt = Field(ge=0, le=MAX_PRIMES_HIGHEST, description="End of the range (included).")
 
     @model_validator(mode="after")
     def _check_range(self) -> PrimesInput:
@@ -37,9 +37,9 @@ class SleepInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seconds": 0.1}]})
 
-    seconds: float = Field(0.0, ge=0, le=3600, description="How long the job runs.")
+    seconds: StrictFloat = Field(0.0, ge=0, le=3600, description="How long the job runs.")
     cpu: bool = Field(False, description="Spin the CPU instead of sleeping.")
-    steps: int = Field(1, ge=1, le=1000, description="Progress reports over the run.")
+    steps: StrictInt = Field(1, ge=1, le=1000, description="Progress reports over the run.")
 
 
 class SleepResult(BaseModel):
@@ -53,7 +53,7 @@ class EchoInput(BaseModel):
 
     message: str = Field("", max_length=10_000)
     fail: bool = Field(False, description="Raise an error on every attempt.")
-    fail_attempts: int = Field(0, ge=0, le=100, description="Raise an error on the first N attempts only.")
+    fail_attempts: StrictInt = Field(0, ge=0, le=100, description="Raise an error on the first N attempts only.")
 
 
 class EchoResult(BaseModel):

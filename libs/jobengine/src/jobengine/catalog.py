@@ -15,13 +15,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "jobengine.job_types"
+# Job type authors: declare numeric input fields StrictInt / StrictFloat (pydantic's), as the built-in
+# types do. In pydantic's lax mode JSON true/false passes for 1/0 and "5" for 5; strict numbers refuse
+# both (a strict float still takes an integer).
+__all__ = ["Catalog", "JobType", "RetryPolicy", "StrictFloat", "StrictInt", "declared_queues", "discover",
+           "get_catalog"]
 
 
 class RetryPolicy(BaseModel):
@@ -29,11 +37,11 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_retries: int = Field(0, ge=0, le=50, description="Retries after the first attempt fails.")
-    base_delay: float = Field(1.0, ge=0, le=86_400, description="Seconds before the first retry.")
-    factor: float = Field(2.0, ge=1, le=10, description="Multiplier of the delay per further retry.")
-    max_delay: float = Field(3600.0, ge=0, le=86_400, description="Upper bound of one delay, seconds.")
-    jitter: float = Field(0.1, ge=0, le=1, description="Fraction of the delay added or removed at random.")
+    max_retries: StrictInt = Field(0, ge=0, le=50, description="Retries after the first attempt fails.")
+    base_delay: StrictFloat = Field(1.0, ge=0, le=86_400, description="Seconds before the first retry.")
+    factor: StrictFloat = Field(2.0, ge=1, le=10, description="Multiplier of the delay per further retry.")
+    max_delay: StrictFloat = Field(3600.0, ge=0, le=86_400, description="Upper bound of one delay, seconds.")
+    jitter: StrictFloat = Field(0.1, ge=0, le=1, description="Fraction of the delay added or removed at random.")
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Delay in seconds before retry number `retry_number` (1-based)."""
@@ -116,6 +124,13 @@ class Catalog:
 
     def names(self) -> list[str]:
         return sorted(self._types)
+
+
+def declared_queues(catalog: Catalog, settings: Settings) -> frozenset[str]:
+    """The queues a client may name: the job types' default queues, JOBENGINE_DEFAULT_QUEUE and
+    JOBENGINE_QUEUES_DECLARED (the chart's worker pools). Nothing else reaches rq:queues, the queue
+    statistics or a metric label through the API."""
+    return frozenset({t.queue for t in catalog} | {settings.default_queue} | set(settings.queues_declared))
 
 
 def _as_job_types(obj: object, origin: str) -> list[JobType]:

@@ -47,10 +47,30 @@ class Settings(BaseSettings):
         "(besides packages exposing the 'jobengine.job_types' entry point).",
     )
     default_queue: str = Field("default", pattern=QUEUE_NAME_PATTERN)
+    queues_declared: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated queues clients may name besides the job types' default queues and "
+        "JOBENGINE_DEFAULT_QUEUE (the chart fills it with its worker pools' queues). Any other queue gets 422: "
+        "a job on a queue no worker serves would wait forever, and every new name would grow what each "
+        "/metrics scrape and worker tick walks.",
+    )
 
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    api_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of the API's /metrics, apart from the API port so that the "
+        "ingress never exposes it (it names every tenant's queues and job types); 0 turns it off."
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a request's whole head (request line and "
+        "headers) this long after it started the request, or after it connected, is closed."
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request whose body has not arrived whole this long after its head gets 408 "
+        "and its connection is closed."
+    )
+    http_keepalive_seconds: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Requests with a larger body get 413.")
     max_batch_size: int = Field(1000, ge=1, le=100_000)
     idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
@@ -158,23 +178,30 @@ class Settings(BaseSettings):
             check(value)
         return value
 
-    @field_validator("queues", "job_type_modules", mode="before")
+    @field_validator("queues", "queues_declared", "job_type_modules", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("queues")
+    @field_validator("queues", "queues_declared")
     @classmethod
-    def _check_queue_names(cls, value: list[str]) -> list[str]:
+    def _check_queue_names(cls, value: list[str], info) -> list[str]:  # type: ignore[no-untyped-def]
         import re
 
-        if not value:
+        if not value and info.field_name == "queues":
             raise ValueError("at least one queue is needed")
         for name in value:
             if not re.match(QUEUE_NAME_PATTERN, name):
                 raise ValueError(f"invalid queue name {name!r}: letters, digits, '_', '.', '-' only")
+        return value
+
+    @field_validator("api_metrics_port")
+    @classmethod
+    def _metrics_apart(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+        if value and value == info.data.get("api_port"):
+            raise ValueError("must differ from JOBENGINE_API_PORT (/metrics is kept off the API port)")
         return value
 
     @field_validator("abandoned_after_seconds")

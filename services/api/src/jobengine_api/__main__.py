@@ -9,6 +9,7 @@ from jobengine.logs import setup_logging
 from jobengine.settings import load_settings
 
 from .main import create_app
+from .serving import protocol_class
 
 
 def main() -> None:
@@ -20,7 +21,9 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(settings.http_header_timeout_seconds),  # httptools, with a deadline on request heads
+        timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
+        h11_max_incomplete_event_size=16 * 1024,  # (h11 only: bounds a head's size if that parser is ever used)
         access_log=False,  # HTTP metrics cover it; a log line per request costs throughput
         log_config=None,  # keep our JSON logging
         server_header=False,

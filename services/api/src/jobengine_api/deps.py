@@ -11,7 +11,8 @@ from jobengine.catalog import Catalog
 from jobengine.jobdata import JOB_ID_PATTERN
 from jobengine.settings import Settings
 
-from .auth import Principal, forbidden
+from .apikey import Principal
+from .auth import forbidden
 from .guard import MemoryGuard
 from .limits import Limits
 from .models import Submissions
@@ -28,6 +29,7 @@ class ApiContext:
     waiter: DoneWaiter
     limits: Limits
     guard: MemoryGuard | None = None  # None: no Redis memory guard
+    queues: frozenset[str] = frozenset()  # the declared queues (catalog.declared_queues): no other is accepted
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool

@@ -11,8 +11,9 @@ native tracing follows the request (its router names the server span after the r
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -25,11 +26,44 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+class HotRouteMismatch(RuntimeError):
+    """The hot route's endpoint is not the kind this module can serve: raised at start-up."""
+
+
+def check_route(route: APIRoute, fastapi_app: FastAPI) -> None:
+    """Fail at start-up, naming each broken assumption, unless `route` is what __call__ serves correctly:
+    one method on a fixed path, an async endpoint taking only the Request, nothing for FastAPI to solve
+    (dependencies, parameters, a body model), and a handler for every Exception (else a 500 would
+    escape the problem+json contract)."""
+    broken = []
+    if len(route.methods) != 1:
+        broken.append(f"one method expected, got {sorted(route.methods)}")
+    if "{" in route.path:
+        broken.append("a path without parameters expected")
+    endpoint = route.endpoint
+    if not inspect.iscoroutinefunction(endpoint):
+        broken.append("an async endpoint expected")
+    params = list(inspect.signature(endpoint).parameters)
+    hints = get_type_hints(endpoint)
+    if len(params) != 1 or hints.get(params[0]) is not Request:
+        broken.append(f"one parameter of type Request expected, got ({', '.join(params)})")
+    dependant = route.dependant
+    solved = (dependant.dependencies, dependant.path_params, dependant.query_params, dependant.header_params,
+              dependant.cookie_params, dependant.body_params)
+    if any(solved):
+        broken.append("no dependencies or parameters for FastAPI to solve expected")
+    if Exception not in fastapi_app.exception_handlers:
+        broken.append("a handler for Exception expected (problems.install)")
+    if broken:
+        raise HotRouteMismatch(f"hot route {route.path} ({endpoint.__qualname__}) cannot be served past FastAPI's "
+                               f"router: {'; '.join(broken)}. Fix the endpoint or drop it from hotroute.py.")
+
+
 class HotRoute:
     """Serves `route` (a path without parameters, one method, a handler taking only the Request)."""
 
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI, route: APIRoute) -> None:
-        assert len(route.methods) == 1 and "{" not in route.path, "a fixed path and one method"
+        check_route(route, fastapi_app)
         self.app = app
         self.fastapi_app = fastapi_app
         self.route = route
@@ -48,18 +82,13 @@ class HotRoute:
         try:
             response = await self.endpoint(request)
         except Exception as exc:
-            handler = self.handler(exc)
-            if handler is None:
-                raise  # ServerErrorMiddleware: a 500 problem, as on any route
-            response = await handler(request, exc)
+            response = await self.handler(exc)(request, exc)
         await response(scope, receive, send)
 
-    def handler(self, exc: Exception) -> Handler | None:
-        """The app's handler for this exception, looked up as Starlette's ExceptionMiddleware does."""
+    def handler(self, exc: Exception) -> Handler:
+        """The app's handler for this exception, looked up as Starlette's ExceptionMiddleware does
+        (check_route made sure Exception has one)."""
         handlers: dict[Any, Handler] = self.fastapi_app.exception_handlers
         if isinstance(exc, HTTPException) and exc.status_code in handlers:
             return handlers[exc.status_code]
-        for cls in type(exc).__mro__:
-            if cls in handlers:
-                return handlers[cls]
-        return None
+        return next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)

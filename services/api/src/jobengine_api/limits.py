@@ -40,16 +40,6 @@ class Limits:
             return body.count(b"[") + body.count(b"{") > self.max_depth
         return True
 
-    def check_body(self, body: bytes) -> Any:
-        """Parse and check a whole body; returns the document (or None when it is not JSON: the
-        validator reports that). Raises 422 for depth or string length."""
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        self.check_structure(doc, "")
-        return doc
-
     def check_structure(self, doc: Any, prefix: str) -> None:
         problem = structure_error(doc, self.max_depth, self.max_string)
         if problem is not None:
@@ -57,11 +47,12 @@ class Limits:
             raise invalid([{"field": prefix + field if field else (prefix.rstrip(".") or "body"),
                             "message": message}], "The body exceeds an input limit.")
 
-    def check_batch_item(self, item: Any, index: int) -> None:
-        """check_structure and check_job of one item of a batch, skipped when its compact JSON is too small
-        to break a limit (the usual item: one C-level dumps and two byte counts)."""
+    def check_batch_item(self, item: Any) -> None:
+        """check_structure and check_job of one item of a batch (field paths relative to the item), skipped
+        when its compact JSON is too small to break a limit (the usual item: one C-level dumps and two byte
+        counts)."""
         if self.needs_check(orjson.dumps(item)):
-            self.check_structure(item, f"jobs.{index}.")
+            self.check_structure(item, "")
             self.check_job(item)
 
     def check_job(self, item: Any, prefix: str = "") -> None:

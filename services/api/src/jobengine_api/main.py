@@ -12,20 +12,23 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from jobengine import metrics, tracing
-from jobengine.catalog import Catalog, discover, get_catalog
+from jobengine.catalog import Catalog, declared_queues, discover, get_catalog
 from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
 from jobengine.settings import Settings, get_settings
 
 from . import problems
-from .auth import SCOPES, AuthMiddleware, KeyRefresher, keyring_from_settings
+from .apikey import SCOPES
+from .auth import AuthMiddleware, keyring_from_settings
 from .deps import ApiContext
 from .guard import MemoryGuard
-from .hotroute import HotRoute
+from .hotroute import HotRoute, check_route
+from .keyring import KeyRefresher
 from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
 from .routes import health, job_types, jobs, queues
+from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     submissions = Submissions.build(catalog)
     limits = Limits.build(settings, catalog)
     keyring = keyring_from_settings(settings)  # None: auth off (development); exits on a bad key setup
+    queue_names = declared_queues(catalog, settings)
     metrics.init_api_series((t.queue, t.name) for t in (catalog[name] for name in catalog.names()))
 
     @asynccontextmanager
@@ -55,7 +59,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         store = JobStore(client, settings)
         waiter = DoneWaiter(client)
         guard = MemoryGuard(client, settings.redis_memory_limit_ratio, settings.redis_memory_check_seconds)
-        app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard)
+        ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names)
+        metrics_server = None
+        if settings.api_metrics_port:
+            metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
+                                           lambda: health.refresh_queue_gauges(ctx),
+                                           settings.http_header_timeout_seconds)
+            await metrics_server.start()
         refresher = None
         if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background
             refresher = KeyRefresher(keyring, settings.api_keys_file, client, settings.auth_refresh_seconds)
@@ -73,6 +83,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         try:
             yield
         finally:
+            if metrics_server is not None:
+                await metrics_server.stop()
             if refresher is not None:
                 await refresher.stop()
             await guard.stop()
@@ -82,6 +94,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=JSONResponse,
+                  redirect_slashes=False,  # a redirect would echo the Host header; an unknown path is a 404 problem
                   # FastAPI's native OTel: the request span only. Our Prometheus middleware owns HTTP
                   # metrics, our JSON logs own errors, and probes and scrapes get no spans.
                   telemetry={"metrics": False, "logs": False, "operation_spans": False,
@@ -91,8 +104,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     for router in (jobs.router, job_types.router, queues.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
+    check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
     app.add_middleware(HotRoute, fastapi_app=app, route=jobs.submit_route())
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       body_timeout=settings.http_body_timeout_seconds)
     app.add_middleware(AuthMiddleware, keyring=keyring)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s
     if tracing.enabled():  # a SERVER span per request, continuing an incoming traceparent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, create_model, field_validator
@@ -27,12 +27,19 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN, description="Queue; default: the job type's.")
-    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, description="Run after this delay.")
-    run_at: datetime | None = Field(None, description="Run at this time (RFC 3339; UTC when no offset).")
-    timeout: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS, description="Seconds before a run is killed.")
+    # numbers are strict (strict=True): JSON true/false is not a number, and pydantic's lax mode would take it as 1/0
+    queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN,
+                              description="Queue; default: the job type's. A declared queue only: a job type's own or "
+                              "one the deployment's workers serve (otherwise 422, listing them).")
+    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, strict=True,
+                                        description="Run after this delay.")
+    run_at: datetime | None = Field(None, description="Run at this time (RFC 3339; UTC when no offset), at most "
+                                    "365 days ahead.")
+    timeout: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS, strict=True,
+                                description="Seconds before a run is killed.")
     retry: RetryPolicy | None = Field(None, description="Overrides the job type's retry policy.")
-    result_ttl: int | None = Field(None, ge=1, le=MAX_TTL_SECONDS, description="Seconds the result stays readable.")
+    result_ttl: int | None = Field(None, ge=1, le=MAX_TTL_SECONDS, strict=True,
+                                   description="Seconds the result stays readable.")
 
     @field_validator("run_at")
     @classmethod
@@ -41,7 +48,10 @@ class JobOptions(BaseModel):
             return None
         if info.data.get("delay_seconds") is not None:
             raise ValueError("give delay_seconds or run_at, not both")
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if value > datetime.now(timezone.utc) + timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ValueError(f"at most {MAX_DELAY_SECONDS // 86_400} days ahead (as delay_seconds)")
+        return value
 
 
 class BatchItemOptions(JobOptions):

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 TYPE_PREFIX = "urn:jobengine:problem:"
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict", 429: "Too Many Requests",
+           408: "Request Timeout", 409: "Conflict", 415: "Unsupported Media Type", 429: "Too Many Requests",
            413: "Content Too Large", 422: "Unprocessable Content", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -54,6 +54,10 @@ class Problem(Exception):
 
 class BodyTooLarge(Exception):
     """Raised by the body-limit middleware while a streamed body is being read."""
+
+
+class BodyTimeout(Exception):
+    """Raised by the body-limit middleware when the body is not in by its deadline."""
 
 
 def field_path(loc: Iterable[Any], skip: int = 0) -> str:
@@ -140,6 +144,12 @@ def install(app: FastAPI) -> None:
     async def on_too_large(request: Request, exc: Exception) -> ProblemResponse:
         return too_large(request.app.state.settings.max_body_bytes).response(request.url.path)
 
+    async def on_body_timeout(request: Request, exc: Exception) -> ProblemResponse:
+        timeout = request.app.state.settings.http_body_timeout_seconds
+        problem = Problem(408, "request-timeout", f"The request body did not arrive within {timeout:g} s.",
+                          headers={"Connection": "close"})  # the rest of the body must not be read as a request
+        return problem.response(request.url.path)
+
     async def on_redis_down(request: Request, exc: Exception) -> ProblemResponse:
         log.warning("redis unavailable", extra={"error": repr(exc), "path": request.url.path})
         if isinstance(exc, PoolExhausted):  # Redis may be fine: this process has no free connection
@@ -159,6 +169,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_request_validation)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(BodyTooLarge, on_too_large)
+    app.add_exception_handler(BodyTimeout, on_body_timeout)
     for error in TRANSIENT_ERRORS:
         app.add_exception_handler(error, on_redis_down)
     app.add_exception_handler(OutOfMemoryError, on_redis_full)  # a cancel or retry; submits count it first

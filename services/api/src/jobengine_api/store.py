@@ -30,15 +30,11 @@ from jobengine.settings import Settings
 from .fastlane import FastLane, pack
 from .models import JobOptions
 
-# Read-only snapshot of every queue in one round trip. ARGV: queue names known to the API; the
-# queues RQ knows (rq:queues) are added. rq:workers:<q> holds worker keys (RQ) or names.
+# Read-only snapshot of the declared queues in one round trip. ARGV: their names (never rq:queues:
+# what a client could grow must not grow a scrape). rq:workers:<q> holds worker keys (RQ) or names.
 QUEUE_STATS_LUA = """
 local names, seen = {}, {}
 for _, q in ipairs(ARGV) do
-  if not seen[q] then seen[q] = true; names[#names + 1] = q end
-end
-for _, k in ipairs(redis.call('SMEMBERS', 'rq:queues')) do
-  local q = string.sub(k, 10)
   if not seen[q] then seen[q] = true; names[#names + 1] = q end
 end
 local out = {}
@@ -170,6 +166,7 @@ def _as_dict(reply: Any) -> dict[bytes, bytes]:
 
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID_MAX = (1 << 64) - 1  # each part of a stream id is an unsigned 64-bit integer
 
 
 def encode_cursor(entry_id: str) -> str:
@@ -185,7 +182,10 @@ def decode_cursor(cursor: str) -> str:
         raise ValueError("not a valid cursor") from exc
     if not STREAM_ID.match(entry_id):
         raise ValueError("not a valid cursor")
-    return entry_id
+    ms, seq = (int(part) for part in entry_id.split("-"))
+    if ms > STREAM_ID_MAX or seq > STREAM_ID_MAX or ms == seq == 0:  # Redis refuses these ("(0-0" has no before)
+        raise ValueError("not a valid cursor")
+    return f"{ms}-{seq}"
 
 
 class JobStore:
@@ -303,13 +303,16 @@ class JobStore:
                    queue: str | None, tenant: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first from the index stream; filters on the hashes; entries whose job expired are removed
         lazily. With `tenant`, only that tenant's jobs (the index is shared: a page may come back short).
-        The cursor is the stream id of the last entry looked at: stable while jobs come and go."""
+        The cursor is the stream id of the page's last job: stable while jobs come and go, and never another
+        tenant's (its id is its submit time). An empty page has none: with the scan budget spent on other
+        tenants' entries, a tenant's older jobs are not listed (docs/security.md)."""
         owner = self._owner(tenant)
         tenant_b = owner.encode() if owner is not None else None
         newest = f"({cursor}" if cursor else "+"
         items: list[dict[str, Any]] = []
         scanned = 0
-        last = ""
+        last = ""  # the last entry looked at
+        last_item = ""  # the entry of the last job on the page
         chunk = max(2 * limit, 50)
         while len(items) < limit and scanned < LIST_SCAN_BUDGET:
             entries = await self.redis.xrevrange(keys.JOB_INDEX, newest, "-", count=chunk)
@@ -333,6 +336,7 @@ class JobStore:
                         or (queue and summary["queue"] != queue)):
                     continue
                 items.append(summary)
+                last_item = last
                 if len(items) >= limit:
                     break
             if gone:
@@ -340,7 +344,7 @@ class JobStore:
             if len(entries) < chunk and len(items) < limit:
                 return items, None
             newest = f"({last}"
-        return items, (encode_cursor(last) if last else None)
+        return items, (encode_cursor(last_item) if last_item else None)
 
     # --- state changes ---
 

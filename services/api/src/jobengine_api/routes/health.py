@@ -1,4 +1,5 @@
-"""Probes and Prometheus metrics (no /v1 prefix: infrastructure, not API)."""
+"""Probes (no /v1 prefix: infrastructure, not API), and the queue gauges a /metrics scrape refreshes
+(served on the metrics port, serving.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import asyncio
 import logging
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from jobengine import metrics
 
-from ..deps import ContextDep
+from ..deps import ApiContext, ContextDep
 from ..models import ProblemDetail
 from ..problems import unavailable
 from ..responses import JSONResponse
@@ -39,14 +39,8 @@ async def readyz(ctx: ContextDep) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def prometheus_metrics(ctx: ContextDep) -> Response:
-    await refresh_queue_gauges(ctx)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-async def refresh_queue_gauges(ctx: ContextDep) -> None:
-    """Read the queues from Redis for this scrape; on failure keep the scrape and report redis_up 0."""
+async def refresh_queue_gauges(ctx: ApiContext) -> None:
+    """Read the declared queues from Redis for this scrape; on failure keep the scrape and report redis_up 0."""
     try:
         async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):
             stats = await ctx.store.queue_stats(known_queues(ctx))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import OutOfMemoryError
 from starlette.responses import Response
 
@@ -23,8 +23,10 @@ from jobengine.jobdata import API_STATUS, TERMINAL, new_job_ids
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
 
+from ..apikey import Principal
 from ..deps import ApiContext, ContextDep, JobId, ReadPrincipal, StoreDep, SubmitPrincipal, authorize
-from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobStatusChange,
+from ..jsonbody import decode, is_json, unsupported_media_type
+from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, JobList, JobOptions, JobStatusChange,
                       ProblemDetail)
 from ..problems import Problem, invalid, not_found, redis_full, too_many, validation_errors
 from ..responses import JSONResponse
@@ -40,6 +42,7 @@ PROBLEM_DESCRIPTIONS = {
     404: "No such job for this tenant (it may have expired).",
     409: "Conflict with the job's state or an earlier request.",
     413: "The body or a job's payload is too large.",
+    415: "The body is not declared JSON (Content-Type application/json or application/<x>+json).",
     422: "Validation failed; `errors` names the fields.",
     429: "The queue is at its backlog limit, the tenant at its quota or the key's rate limit is exhausted; retry "
          "after Retry-After seconds.",
@@ -73,8 +76,6 @@ def _count_submitted(queue: str, job_type: str, n: int = 1) -> None:
 
 def _reject_reason(exc: ValidationError) -> str:
     kinds = {e["type"] for e in exc.errors()}
-    if "json_invalid" in kinds:
-        return "malformed_json"
     if kinds & {"union_tag_invalid", "union_tag_not_found"}:
         return "unknown_type"
     return "validation"
@@ -84,9 +85,8 @@ def _validation_problem(ctx: ApiContext, exc: ValidationError) -> tuple[Problem,
     reason = _reject_reason(exc)
     skip = ctx.submissions.tags if len(ctx.submissions.tags) > 1 else None
     errors = validation_errors(exc.errors(include_url=False), skip_tag=set(skip) if skip else None)
-    detail = {"malformed_json": "The body is not valid JSON.",
-              "unknown_type": f"Unknown job type; known types: {', '.join(sorted(ctx.submissions.tags))}."
-              }.get(reason, "The job does not match its type's schema.")
+    detail = (f"Unknown job type; known types: {', '.join(sorted(ctx.submissions.tags))}." if reason == "unknown_type"
+              else "The job does not match its type's schema.")
     return invalid(errors, detail), reason
 
 
@@ -110,51 +110,113 @@ IDEMPOTENCY_HEADER = {
     "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
 }
 
+# --- parsing: body -> validated submissions (the two endpoints differ only here) ---
+
+
+async def _json_body(request: Request) -> tuple[Any, bytes]:
+    """The decoded JSON body and its bytes: 415 unless it says it is JSON, 422 naming the field of a value JSON data
+    cannot keep (jsonbody.py: one decoder, one rule for both submit endpoints)."""
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        JOBS_REJECTED.labels("malformed_json").inc()
+        raise unsupported_media_type(content_type)
+    body = await request.body()
+    try:
+        return decode(body), body
+    except Problem:
+        JOBS_REJECTED.labels("malformed_json").inc()
+        raise
+
+
+def _validate(ctx: ApiContext, adapter: TypeAdapter[Any], doc: Any) -> JobOptions:
+    """One submission validated by its type's model, on a declared queue; else a 422 naming the field
+    (relative to the submission: `payload.lowest`, `queue`)."""
+    try:
+        sub: JobOptions = adapter.validate_python(doc)
+    except ValidationError as exc:
+        problem, reason = _validation_problem(ctx, exc)
+        JOBS_REJECTED.labels(reason).inc()
+        raise problem from None
+    if sub.queue is not None and sub.queue not in ctx.queues:
+        JOBS_REJECTED.labels("validation").inc()
+        raise unknown_queue(ctx, sub.queue)
+    return sub
+
+
+def unknown_queue(ctx: ApiContext, queue: str) -> Problem:
+    declared = ", ".join(sorted(ctx.queues))
+    return invalid([{"field": "queue", "message": f"unknown queue {queue!r}; declared: {declared}"}],
+                   "No worker serves this queue.")
+
+
+# --- one path after parsing: prepare, guard, write, answer per job ---
+
+
+@dataclass(slots=True)
+class Submitted:
+    job: PreparedJob
+    outcome: Enqueued
+
+    def refusal(self) -> Problem | None:
+        """The problem of a job the enqueue script did not write (counted as rejected), else None."""
+        if self.outcome.refused:
+            JOBS_REJECTED.labels(self.outcome.refused).inc()
+            return too_many(self.outcome.refused, self.outcome.retry_after, self.job.queue)
+        if self.outcome.conflict:
+            JOBS_REJECTED.labels("idempotency_conflict").inc()
+            return _conflict(self.job.idempotency_key or "")
+        return None
+
+
+async def _submit(ctx: ApiContext, principal: Principal, subs: list[tuple[JobOptions, str | None, str]]
+                  ) -> list[Submitted]:
+    """Write (submission, idempotency key, fingerprint) jobs in one round trip: one pipeline for many."""
+    if not subs:
+        return []
+    now = datetime.now(timezone.utc)  # the jobs of a batch are submitted at one time
+    ids = new_job_ids(len(subs))
+    with tracing.enqueue_span(len(subs)) as span:  # each job carries its context
+        jobs = [prepare_job(sub, ctx.catalog[sub.type],  # type: ignore[attr-defined]
+                            ctx.settings, idempotency_key=key, fp=fp, trace_meta=span.meta, tenant=principal.tenant,
+                            key_id=principal.key_id, now=now, job_id=job_id)
+                for (sub, key, fp), job_id in zip(subs, ids, strict=True)]
+        if len(jobs) == 1:
+            span.job(jobs[0].id, jobs[0].type, jobs[0].queue)
+        _memory_guard(ctx, len(jobs))
+        try:
+            outcomes = [await ctx.store.enqueue(jobs[0])] if len(jobs) == 1 else await ctx.store.enqueue_many(jobs)
+        except OutOfMemoryError:  # refused before the script wrote anything
+            JOBS_REJECTED.labels("redis_oom").inc(len(jobs))
+            raise redis_full() from None
+    return [Submitted(job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
+
 
 @router.post(
     "/jobs", status_code=202, openapi_extra={**_body("JobSubmission"), "parameters": [IDEMPOTENCY_HEADER]},
     summary="Submit a job",
     responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
                200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
-               **problems(409, 413, 429), **PROBLEMS},
+               **problems(409, 413, 415, 429), **PROBLEMS},
 )
 async def submit_job(request: Request) -> Response:
     # The hot path: no FastAPI dependencies or header parameters (solving them costs more than the
-    # enqueue itself); the body is validated straight from bytes.
+    # enqueue itself). hotroute.py checks this signature at start-up.
     principal = authorize(request, "submit")
     ctx: ApiContext = request.app.state.ctx
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise invalid([{"field": "Idempotency-Key", "message": f"1 to {IDEMPOTENCY_KEY_MAX} characters"}])
-    body = await request.body()
+    doc, body = await _json_body(request)
     if ctx.limits.needs_check(body):  # only bodies big or nested enough to break a limit are walked
-        doc = ctx.limits.check_body(body)
+        ctx.limits.check_structure(doc, "")
         ctx.limits.check_job(doc)
-    try:
-        sub = ctx.submissions.single.validate_json(body)
-    except ValidationError as exc:
-        problem, reason = _validation_problem(ctx, exc)
-        JOBS_REJECTED.labels(reason).inc()
-        raise problem from None
-    with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
-        job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=idempotency_key,
-                          fp=fingerprint(sub) if idempotency_key else "", trace_meta=span.meta,
-                          tenant=principal.tenant, key_id=principal.key_id)
-        span.job(job.id, job.type, job.queue)
-        _memory_guard(ctx, 1)
-        try:
-            outcome = await ctx.store.enqueue(job)
-        except OutOfMemoryError:  # refused before the script wrote anything
-            JOBS_REJECTED.labels("redis_oom").inc()
-            raise redis_full() from None
-    if outcome.refused:
-        JOBS_REJECTED.labels(outcome.refused).inc()
-        raise too_many(outcome.refused, outcome.retry_after, job.queue)
+    sub = _validate(ctx, ctx.submissions.single, doc)
+    (done,) = await _submit(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")])
+    if (problem := done.refusal()) is not None:
+        raise problem
+    job, outcome = done.job, done.outcome
     headers = {"Location": f"/v1/jobs/{outcome.id}"}
     if outcome.replayed:
-        if outcome.conflict:
-            JOBS_REJECTED.labels("idempotency_conflict").inc()
-            raise _conflict(idempotency_key or "")
         headers["Idempotent-Replayed"] = "true"
         return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
     _count_submitted(job.queue, job.type)
@@ -168,52 +230,55 @@ def submit_route() -> APIRoute:
 
 @router.post(
     "/jobs:batch", status_code=202, openapi_extra=_body("BatchSubmission"), summary="Submit many jobs",
+    description="Each rejected item's `error` is a problem document whose `instance` ends in `#/jobs/<index>` and "
+                "whose field paths are relative to the item (`payload.lowest`, `queue`), as in a single submit's "
+                "errors. A problem that refuses the whole body names fields from the body's root (`jobs.3.type`).",
     responses={202: {"model": BatchResult, "description": "Every item accepted."},
                207: {"model": BatchResult, "description": "Some items rejected; see each result."},
-               **problems(413), **PROBLEMS},
+               **problems(413, 415), **PROBLEMS},
 )
 async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrincipal) -> Response:
-    items = _batch_items(await request.body(), ctx.settings.max_batch_size)
+    doc, _ = await _json_body(request)
+    items = _batch_items(doc, ctx.settings.max_batch_size)
     results: list[dict[str, Any] | None] = [None] * len(items)
-    jobs: list[tuple[int, PreparedJob]] = []
-    now = datetime.now(timezone.utc)  # the batch's jobs are submitted at one time
-    ids = iter(new_job_ids(len(items)))
-    with tracing.enqueue_span(len(items)) as span:  # one span for the batch; each job carries its context
-        for index, item in enumerate(items):
-            try:
-                ctx.limits.check_batch_item(item, index)
-            except Problem as problem:
-                JOBS_REJECTED.labels("limit").inc()
-                results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
-                continue
-            try:
-                sub = ctx.submissions.batch_item.validate_python(item)
-            except ValidationError as exc:
-                problem, reason = _validation_problem(ctx, exc)
-                JOBS_REJECTED.labels(reason).inc()
-                results[index] = {"index": index, "error": problem.body(f"{request.url.path}#/jobs/{index}")}
-                continue
-            key = sub.idempotency_key
-            fp = fingerprint(sub, exclude={"idempotency_key"}) if key else ""
-            jobs.append((index, prepare_job(sub, ctx.catalog[sub.type], ctx.settings, idempotency_key=key, fp=fp,
-                                            trace_meta=span.meta, tenant=principal.tenant,
-                                            key_id=principal.key_id, now=now, job_id=next(ids))))
-        if jobs:
-            _memory_guard(ctx, len(jobs))
+    valid: list[tuple[int, tuple[JobOptions, str | None, str]]] = []
+    for index, item in enumerate(items):
         try:
-            outcomes = await ctx.store.enqueue_many([job for _, job in jobs])  # one pipeline, valid items only
-        except OutOfMemoryError:
-            JOBS_REJECTED.labels("redis_oom").inc(len(jobs))
-            raise redis_full() from None
+            ctx.limits.check_batch_item(item)
+        except Problem as problem:
+            JOBS_REJECTED.labels("limit").inc()
+            results[index] = _item_error(request, index, problem)
+            continue
+        try:
+            sub = _validate(ctx, ctx.submissions.batch_item, item)
+        except Problem as problem:
+            results[index] = _item_error(request, index, problem)
+            continue
+        key = sub.idempotency_key  # type: ignore[attr-defined]
+        valid.append((index, (sub, key, fingerprint(sub, exclude={"idempotency_key"}) if key else "")))
     written: Counter[tuple[str, str]] = Counter()  # (queue, type): counted once a batch, not once a job
-    for (index, job), outcome in zip(jobs, outcomes, strict=True):
-        results[index] = _batch_result(request, index, job, outcome, written)
+    for (index, _), done in zip(valid, await _submit(ctx, principal, [v for _, v in valid]), strict=True):
+        problem = done.refusal()
+        if problem is not None:
+            results[index] = _item_error(request, index, problem)
+        elif done.outcome.replayed:
+            results[index] = {"index": index, "id": done.outcome.id, "status": done.outcome.status, "replayed": True}
+        else:
+            written[done.job.queue, done.job.type] += 1
+            results[index] = {"index": index, "id": done.job.id, "status": done.job.status}
     for (queue, job_type), n in written.items():
         _count_submitted(queue, job_type, n)
     accepted = sum(1 for r in results if r is not None and "id" in r)
     status = 202 if accepted == len(items) else 207
     return JSONResponse({"accepted": accepted, "rejected": len(items) - accepted, "results": results},
                         status_code=status)
+
+
+def _item_error(request: Request, index: int, problem: Problem) -> dict[str, Any]:
+    error = problem.body(f"{request.url.path}#/jobs/{index}")
+    if "Retry-After" in problem.headers:
+        error["retry_after"] = int(problem.headers["Retry-After"])
+    return {"index": index, "error": error}
 
 
 def _memory_guard(ctx: ApiContext, jobs: int) -> None:
@@ -223,11 +288,7 @@ def _memory_guard(ctx: ApiContext, jobs: int) -> None:
         raise redis_full("Redis is near its memory limit: new jobs wait until accepted ones end; retry later.")
 
 
-def _batch_items(body: bytes, max_items: int) -> list[Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise invalid([{"field": "body", "message": f"malformed JSON: {exc}"}], "The body is not valid JSON.") from None
+def _batch_items(doc: Any, max_items: int) -> list[Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
         raise invalid([{"field": "jobs", "message": "a list of jobs is required"}])
     if extra := sorted(set(doc) - {"jobs"}):
@@ -236,22 +297,6 @@ def _batch_items(body: bytes, max_items: int) -> list[Any]:
     if not 1 <= len(items) <= max_items:
         raise invalid([{"field": "jobs", "message": f"between 1 and {max_items} jobs per batch"}])
     return items  # type: ignore[no-any-return]
-
-
-def _batch_result(request: Request, index: int, job: PreparedJob, outcome: Enqueued,
-                  written: Counter[tuple[str, str]]) -> dict[str, Any]:
-    if outcome.refused:
-        JOBS_REJECTED.labels(outcome.refused).inc()
-        problem = too_many(outcome.refused, outcome.retry_after, job.queue)
-        return {"index": index, "error": {**problem.body(f"{request.url.path}#/jobs/{index}"),
-                                          "retry_after": outcome.retry_after}}
-    if outcome.conflict:
-        JOBS_REJECTED.labels("idempotency_conflict").inc()
-        return {"index": index, "error": _conflict(job.idempotency_key or "").body(f"{request.url.path}#/jobs/{index}")}
-    if outcome.replayed:
-        return {"index": index, "id": outcome.id, "status": outcome.status, "replayed": True}
-    written[job.queue, job.type] += 1
-    return {"index": index, "id": job.id, "status": job.status}
 
 
 @router.get("/jobs/{job_id}", summary="Read a job", responses={200: {"model": JobDetail}, **problems(404), **PROBLEMS})
@@ -299,7 +344,7 @@ async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: 
 
 @router.get("/jobs", summary="List jobs, newest first", responses={200: {"model": JobList}, **PROBLEMS})
 async def list_jobs(
-    store: StoreDep, principal: ReadPrincipal,
+    ctx: ContextDep, principal: ReadPrincipal,
     status: Annotated[Literal["queued", "scheduled", "started", "finished", "failed", "canceled"] | None,
                       Query()] = None,
     job_type: Annotated[str | None, Query(alias="type", max_length=200)] = None,
@@ -311,7 +356,9 @@ async def list_jobs(
         position = decode_cursor(cursor) if cursor else None
     except ValueError:
         raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
-    items, next_cursor = await store.list(limit=limit, cursor=position, status=status, job_type=job_type,
+    if queue is not None and queue not in ctx.queues:
+        raise unknown_queue(ctx, queue)
+    items, next_cursor = await ctx.store.list(limit=limit, cursor=position, status=status, job_type=job_type,
                                           queue=queue, tenant=principal.tenant)
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 

@@ -14,9 +14,8 @@ router = APIRouter(prefix="/v1", tags=["queues"])
 
 
 def known_queues(ctx: ApiContext) -> list[str]:
-    """Queues of the catalog and settings; the store adds those Redis knows (rq:queues)."""
-    names = {job_type.queue for job_type in ctx.catalog} | set(ctx.settings.queues) | {ctx.settings.default_queue}
-    return sorted(names)
+    """The declared queues (catalog.declared_queues): only these are read, whatever rq:queues holds."""
+    return sorted(ctx.queues)
 
 
 @router.get("/queues", summary="Queue statistics (all tenants: needs the admin scope)",

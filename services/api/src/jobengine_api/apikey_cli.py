@@ -1,4 +1,4 @@
-"""`python -m jobengine_api.keys`: create API keys, hash one, revoke or restore one without a restart.
+"""`python -m jobengine_api.apikey_cli`: create API keys, hash one, revoke or restore one without a restart.
 
   create --tenant acme --scopes submit,read [--id ID] [--hash sha256|pbkdf2_sha256]
       prints the key once (give it to the client) and the entry for the key file (JSON)
@@ -16,7 +16,7 @@ import sys
 
 from jobengine import keys
 
-from .auth import KEY_ID_PATTERN, SCOPES, TENANT_PATTERN, hash_secret, new_key_id, new_secret, split_key
+from .apikey import KEY_ID_PATTERN, SCOPES, TENANT_PATTERN, hash_secret, new_key_id, new_secret, split_key
 
 
 def _scopes(text: str) -> list[str]:
@@ -43,7 +43,7 @@ def _redis():  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobengine_api.keys", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m jobengine_api.apikey_cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="a new key: printed once, with its key file entry")

@@ -1,0 +1,51 @@
+"""The one JSON decoder of submit bodies: what JSON allows but job data cannot keep is a 422 naming its field."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobengine_api.jsonbody import decode, is_json
+from jobengine_api.problems import Problem
+
+
+def refused(body: bytes) -> tuple[str, str]:
+    with pytest.raises(Problem) as caught:
+        decode(body)
+    assert caught.value.status == 422
+    (error,) = caught.value.errors or []
+    return error["field"], error["message"]
+
+
+def test_plain_json_decodes_as_json() -> None:
+    body = b'{"a": [1, -2, 3.5, "x\\u00e9", true, null, {"b": 18446744073709551615}], "c": -9223372036854775808}'
+    assert decode(body) == {"a": [1, -2, 3.5, "x\u00e9", True, None, {"b": 2**64 - 1}], "c": -(2**63)}
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    (b'{"a": 1, "a": 2}', "a", "duplicate key"),
+    (b'{"p": {"x": [1, {"k": 1, "k": 1}]}}', "p.x.1.k", "duplicate key"),
+    (b'{"a": NaN}', "a", "NaN is not a JSON number"),
+    (b'{"a": [Infinity]}', "a.0", "Infinity is not a JSON number"),
+    (b'{"a": 18446744073709551616}', "a", "64 bits"),
+    (b'{"a": -9223372036854775809}', "a", "64 bits"),
+    (b'{"a": 1e309}', "a", "out of range"),
+    (b'{"a": "\\udc00"}', "a", "lone surrogate"),
+    (b"NaN", "body", "NaN is not a JSON number"),
+])
+def test_values_job_data_cannot_keep_name_their_field(body: bytes, field: str, message: str) -> None:
+    got_field, got_message = refused(body)
+    assert got_field == field and message in got_message
+
+
+@pytest.mark.parametrize("body", [b"", b"{oops", b"\xff\xfe", b'{"a": 1} x', b"[" * 100_000])
+def test_malformed_or_too_deep_bodies_are_422_on_body(body: bytes) -> None:
+    assert refused(body)[0] == "body"
+
+
+@pytest.mark.parametrize(("content_type", "ok"), [
+    ("application/json", True), ("application/json; charset=utf-8", True), ("APPLICATION/JSON", True),
+    ("application/problem+json", True), (None, False), ("", False), ("text/json", False), ("text/plain", False),
+    ("application/jsonp", False), ("application/x-www-form-urlencoded", False),
+])
+def test_content_types(content_type: str | None, ok: bool) -> None:
+    assert is_json(content_type) is ok
