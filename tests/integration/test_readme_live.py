@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -107,16 +108,22 @@ def test_the_readme_curl_session_answers_what_the_readme_shows(start_api, start_
             assert got == shown, (step, got)
 
 
-def table_endpoints() -> list[tuple[str, str]]:
-    """(method, path) of every endpoint in the README's API table; a path without a method is a GET."""
+METRICS_PORT_SETTING = "JOBENGINE_API_METRICS_PORT"
+
+
+def table_endpoints() -> list[tuple[str, str, bool]]:
+    """(method, path, on the metrics port) of every endpoint in the README's API table; a path without a
+    method is a GET; a row that names the metrics port setting is served there, not on the API port."""
     rows = [line for line in section("API").splitlines() if line.startswith("| `")]
     assert rows, "the README's API table is gone"
     endpoints = []
     for row in rows:
         first_cell = row.split("|")[1]
         for spec in re.findall(r"`([^`]+)`", first_cell):
+            if spec == METRICS_PORT_SETTING:
+                continue
             method, _, path = spec.rpartition(" ")
-            endpoints.append((method or "GET", path))
+            endpoints.append((method or "GET", path, METRICS_PORT_SETTING in first_cell))
     return endpoints
 
 
@@ -126,13 +133,18 @@ def template(path: str) -> str:
 
 def test_every_endpoint_of_the_readme_table_is_served(api) -> None:  # type: ignore[no-untyped-def]
     endpoints = table_endpoints()
-    assert ("POST", "/v1/jobs") in endpoints and len(endpoints) >= 10
+    assert ("POST", "/v1/jobs", False) in endpoints and len(endpoints) >= 10
+    assert ("GET", "/metrics", True) in endpoints, "the README no longer says where /metrics is served"
     openapi = api.client.get("/openapi.json").json()["paths"]
     served = {(method.upper(), template(path)) for path, ops in openapi.items() for method in ops}
-    for method, path in endpoints:
+    for method, path, on_metrics_port in endpoints:
         if path.startswith("/v1/"):
             assert (method, template(path)) in served, f"README names {method} {path}; OpenAPI has {sorted(served)}"
-        else:  # probes and metrics stay out of the API's schema: they must answer
+        elif on_metrics_port:  # served on its own port, and not on the API's
+            resp = httpx.request(method, api.metrics_url.rsplit("/", 1)[0] + path, timeout=30)
+            assert resp.status_code == 200, f"README names {method} {path} on the metrics port: {resp.status_code}"
+            assert api.client.request(method, path).status_code == 404, f"{path} is still on the API port"
+        else:  # probes stay out of the API's schema: they must answer
             resp = api.client.request(method, path)
             assert resp.status_code == 200, f"README names {method} {path}: {resp.status_code} {resp.text[:200]}"
 
