@@ -321,8 +321,8 @@ TRACES = [
           {"queues": ["reports"], "autoscaling": {"minReplicas": 0, "maxReplicas": 20, "targetJobsPerReplica": 1}},
           {"autoscaling": {"mode": "scaledJob", "jobTimeoutSeconds": 1800}},
           {"fixed chart, Deployment": {"drainSeconds": 1800, "autoscaling": {"jobTimeoutSeconds": 1800}}}),
-    Trace("several-queues", trace_queues, 3600, {"queues": ["high", "default", "low"], "autoscaling": {"maxReplicas": 30}},
-          {}),
+    Trace("several-queues", trace_queues, 3600,
+          {"queues": ["high", "default", "low"], "autoscaling": {"maxReplicas": 30}}, {}),
 ]
 
 
@@ -445,7 +445,8 @@ class Hpa:
 
 
 class Simulation:
-    def __init__(self, pool: PoolConfig, jobs: list[Job], seconds: int, start_seconds: float = POD_START_SECONDS) -> None:
+    def __init__(self, pool: PoolConfig, jobs: list[Job], seconds: int,
+                 start_seconds: float = POD_START_SECONDS) -> None:
         self.pool, self.jobs, self.seconds, self.start_seconds = pool, jobs, seconds, start_seconds
         self.queues: dict[str, deque[Job]] = {q: deque() for q in pool.queues}
         self.pods: list[Pod] = []
@@ -612,10 +613,13 @@ class Simulation:
                     self.hpa_sync(now)
                 self.reconcile(now)
             self.record(now)
-            if second >= end and not arrivals and all(j.ended is not None for j in self.jobs) \
-                    and (self.pool.mode == "scaledJob" or self.replicas <= max(self.pool.min_replicas, 0)) \
-                    and len(self.live()) <= self.pool.min_replicas:
+            if second >= end and self.settled(arrivals):
                 break
+
+    def settled(self, arrivals: deque[Job]) -> bool:
+        """Every job ended and the pool is back at its minimum: nothing more to see."""
+        return not arrivals and all(j.ended is not None for j in self.jobs) \
+            and len(self.live()) <= self.pool.min_replicas
 
     def record(self, now: float) -> None:
         live = self.live()

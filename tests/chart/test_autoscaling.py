@@ -54,8 +54,8 @@ def test_hpa_fallback_has_the_scaledobjects_behavior(helm: str) -> None:
 def resolve_env(container: dict[str, Any]) -> dict[str, str]:
     """The container's environment as the kubelet fills it (field references with stand-in values)."""
     fields = {"metadata.name": "pod-1", "metadata.namespace": NAMESPACE}
-    return {e["name"]: e["value"] if "value" in e else fields.get(e["valueFrom"].get("fieldRef", {}).get("fieldPath"), "x")
-            for e in container["env"]}
+    return {e["name"]: e["value"] if "value" in e
+            else fields.get(e["valueFrom"].get("fieldRef", {}).get("fieldPath"), "x") for e in container["env"]}
 
 
 def test_workers_may_patch_pods_and_nothing_else(helm: str) -> None:
