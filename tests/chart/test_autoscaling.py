@@ -137,3 +137,10 @@ ACCEPTED = [
 @pytest.mark.parametrize("args", ACCEPTED, ids=[" ".join(a) for a in ACCEPTED])
 def test_the_safe_alternatives_and_the_opt_in_render(helm: str, args: list[str]) -> None:
     assert template(helm, *args).kind("ConfigMap")
+
+
+def test_fallback_can_be_left_to_keda_for_versions_before_2_17(helm: str) -> None:
+    """An older KEDA prunes fallback.behavior and would fall back to minReplicas: without the block it
+    freezes the replicas on a trigger error instead."""
+    so = pool_objects(template(helm, *KEDA, "--set", "keda.fallback.enabled=false"), "ScaledObject")[0]
+    assert "fallback" not in so["spec"]
