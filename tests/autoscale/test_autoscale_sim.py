@@ -59,6 +59,16 @@ def test_a_chart_that_does_not_count_running_jobs_interrupts_them(helm: str) -> 
     assert counted.interrupted == 0  # same drain: counting running jobs and idle-first deletion suffice here
 
 
+def test_the_hpa_fallback_interrupts_no_job_either(helm: str) -> None:
+    """KEDA off: the CPU HPA sees no backlog, but deletion cost and the drain rule still protect the jobs."""
+    trace, pool = fixed_pool("long-jobs", {"drainSeconds": 1800, "autoscaling": {"mode": "deployment", "minReplicas": 1}})
+    values = chart_values(pool, in_flight=False) | {"keda": {"enabled": False, "inFlight": {"enabled": False}}}
+    result = simulate(trace, CHART, values, "cpu", SHORT["long-jobs"], helm=helm)
+    assert result.done == result.jobs and result.interrupted == 0
+    config = pool_from_objects(render(CHART, values, helm), "sim")
+    assert (config.cpu_target, config.cpu_request) == (80.0, 0.25)  # read from the rendered HPA and Deployment
+
+
 def test_the_model_reads_the_rendered_chart(helm: str) -> None:
     _, pool = fixed_pool("several-queues", {"drainSeconds": 200, "autoscaling": {"targetJobsPerReplica": 4}})
     config = pool_from_objects(render(CHART, chart_values(pool, in_flight=True), helm), "sim")
