@@ -279,6 +279,14 @@ def trace_bursty(rng: random.Random, seconds: int) -> list[Job]:
     return renumber(jobs)
 
 
+def trace_bursty_short(rng: random.Random, seconds: int) -> list[Job]:
+    """The bursty trace with 3 to 10 s jobs in its bursts: work short against a pod's start."""
+    jobs = poisson(rng, seconds, {"default": 0.2}, lambda q: rng.uniform(2, 8))
+    for burst in range(60, seconds - 300, 600):
+        jobs += [Job(0, "default", burst, rng.uniform(3, 10)) for _ in range(300)]
+    return renumber(jobs)
+
+
 def trace_long(rng: random.Random, seconds: int) -> list[Job]:
     """Long jobs (3 to 25 minutes) arriving one every 90 s on average, in waves."""
     jobs = [j for j in poisson(rng, seconds - 1500, {"reports": 1 / 90}, lambda q: rng.uniform(180, 1500))]
@@ -753,6 +761,27 @@ def run_all(seconds: int | None = None, traces: list[Trace] | None = None) -> li
     return results
 
 
+def ablation() -> list[Result]:
+    """What each part buys: the fixed chart with one protection taken away at a time (drainSeconds 25
+    below the jobs, so the drain rule does not hide the others), the old 120 s window, short bursts."""
+    helm = find_helm()
+    blind = {"drainSeconds": 25, "autoscaling": {"mode": "deployment", "minReplicas": 1, "allowInterruptingJobs": True}}
+    no_cost = merge(blind, {"autoscaling": {"podDeletionCost": {"enabled": False}}})
+    rows = []
+    for name in ("long-jobs", "several-queues"):
+        trace = next(t for t in TRACES if t.name == name)
+        for label, over, in_flight in [("drain 25 s: running counted, deletion cost on", blind, True),
+                                       ("drain 25 s: running counted, deletion cost off", no_cost, True),
+                                       ("drain 25 s: waiting only, deletion cost on", blind, False)]:
+            rows.append(simulate(trace, CHART, chart_values(merge(trace.pool, over), in_flight), label, helm=helm))
+    steady = TRACES[0]
+    window = merge(steady.pool, {"autoscaling": {"scaleDownStabilizationSeconds": 120}})
+    rows.append(simulate(steady, CHART, chart_values(window, True), "fixed chart, 120 s window", helm=helm))
+    short = Trace("bursty, 3-10 s jobs", trace_bursty_short, 3600, TRACES[1].pool, {})
+    rows.append(simulate(short, CHART, chart_values(short.pool, True), "fixed chart", helm=helm))
+    return rows
+
+
 def table(results: list[Result]) -> str:
     head = ("| trace | chart | jobs | interrupted | wait p50 s | wait p95 s | pod-s / ideal | max pods |\n"
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -765,7 +794,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, help="shorten every trace to this many seconds")
     parser.add_argument("--json", default=str(ROOT / ".run/autoscale/results.json"))
+    parser.add_argument("--ablation", action="store_true", help="print what each protection buys, then exit")
     args = parser.parse_args(argv)
+    if args.ablation:
+        print(table(ablation()))
+        return 0
     results = run_all(args.seconds)
     print(table(results))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
