@@ -160,6 +160,14 @@ bench-api: venv system-deps ## API instructions per submitted job (callgrind), s
 	@command -v valgrind >/dev/null || apt-get install -y valgrind
 	$(PY) -m bench.api_cost
 
+.PHONY: autoscale-sim
+autoscale-sim: venv tools ## Autoscaling simulation: traces through the HPA + KEDA model fed by today's (6e9ed87) and the fixed chart (table + PASS/FAIL)
+	$(PY) -m bench.autoscale_sim
+
+.PHONY: autoscale-plot
+autoscale-plot: autoscale-sim venv-bench ## The simulation's plot: docs/img/autoscale.png
+	.venv-bench/bin/python -m bench.autoscale_plot .run/autoscale/results.json docs/img/autoscale.png
+
 ##@ Reliability
 .PHONY: chaos
 CHAOS_ARGS ?= --jobs 20000 --workers 3 --rate 100

@@ -79,6 +79,8 @@ class Rendered:
         out = [(w["metadata"]["name"], w["spec"]["template"]["metadata"]["labels"], w["spec"]["template"]["spec"])
                for w in self.workloads()]
         out += [(p["metadata"]["name"], p["metadata"]["labels"], p["spec"]) for p in self.kind("Pod")]
+        out += [(j["metadata"]["name"], t["metadata"]["labels"], t["spec"])
+                for j in self.kind("ScaledJob") for t in [j["spec"]["jobTargetRef"]["template"]]]
         return out
 
     def component(self, component: str) -> list[dict[str, Any]]:

@@ -334,6 +334,7 @@ topologySpreadConstraints:
 {{- if eq $enabled 0 }}
 {{- fail "workerPools: enable at least one pool, or no job will ever run" }}
 {{- end }}
+{{- include "jobengine.autoscaling.validate" . }}
 {{- end }}
 
 {{/* ---------------- API keys ---------------- */}}
@@ -363,4 +364,173 @@ topologySpreadConstraints:
 - name: JOBENGINE_AUTH_ALLOW_OFF_IN_PRODUCTION
   value: "true"
 {{- end }}
+{{- end }}
+
+{{/* ---------------- Autoscaling: work is never the price of a scale-down ---------------- */}}
+
+{{/*
+Refuses the pool settings that lose work (docs/kubernetes.md, "Autoscaling"):
+- minReplicas 0 while KEDA cannot see running jobs: the pool would go to zero while its last jobs run;
+- drainSeconds below the pool's longest job timeout: a scale-down or rollout hands longer jobs back to
+  their queue, and a job longer than every drain restarts forever (opt in with allowInterruptingJobs);
+- a ScaledJob pool without KEDA.
+*/}}
+{{- define "jobengine.autoscaling.validate" -}}
+{{- range $name, $raw := .Values.workerPools }}
+{{- $pool := include "jobengine.poolValues" (dict "root" $ "pool" $raw) | fromYaml }}
+{{- if $pool.enabled }}
+{{- $as := $pool.autoscaling }}
+{{- if eq $as.mode "scaledJob" }}
+{{- if not $.Values.keda.enabled }}
+{{- fail (printf "workerPools.%s: autoscaling.mode scaledJob needs keda.enabled: true (KEDA creates the Jobs)" $name) }}
+{{- end }}
+{{- else }}
+{{- if and $as.enabled $.Values.keda.enabled (lt ($as.minReplicas | int) 1) (not $.Values.keda.inFlight.enabled) }}
+{{- fail (printf "workerPools.%s: autoscaling.minReplicas 0 would scale the pool to zero while its last jobs run: KEDA's redis trigger sees only waiting jobs. Set keda.inFlight.enabled: true (running jobs counted from Prometheus), or minReplicas >= 1, or autoscaling.mode: scaledJob" $name) }}
+{{- end }}
+{{- if and (lt (float64 $pool.drainSeconds) (float64 $as.jobTimeoutSeconds)) (not $as.allowInterruptingJobs) }}
+{{- fail (printf "workerPools.%s: drainSeconds %v is below autoscaling.jobTimeoutSeconds %v (the longest job timeout of the pool's queues): a scale-down or rollout would hand longer jobs back to their queue, to restart from the beginning. Raise drainSeconds, use autoscaling.mode: scaledJob for long jobs, or accept it with autoscaling.allowInterruptingJobs: true" $name $pool.drainSeconds $as.jobTimeoutSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when some enabled Deployment pool keeps its pod-deletion-cost current (needs the worker's RBAC). */}}
+{{- define "jobengine.deletionCost.any" -}}
+{{- range $name, $raw := .Values.workerPools }}
+{{- $pool := include "jobengine.poolValues" (dict "root" $ "pool" $raw) | fromYaml }}
+{{- if and $pool.enabled (ne $pool.autoscaling.mode "scaledJob") $pool.autoscaling.podDeletionCost.enabled }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The workers' own ServiceAccount, the only one allowed to patch pods (pod-deletion-cost). */}}
+{{- define "jobengine.deletionCost.serviceAccountName" -}}
+{{- printf "%s-worker" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jobengine.deletionCost.tokenDir" -}}/var/run/secrets/kubernetes.io/serviceaccount{{- end }}
+
+{{/*
+Pod spec lines of a worker pool (dict "root" $ "pool" poolValues): with pod-deletion-cost on, the
+workers' ServiceAccount and, in place of the automounted token, a projected one-hour token that
+only the worker container mounts.
+*/}}
+{{- define "jobengine.deletionCost.podSpec" -}}
+{{- if and (ne .pool.autoscaling.mode "scaledJob") .pool.autoscaling.podDeletionCost.enabled }}
+serviceAccountName: {{ include "jobengine.deletionCost.serviceAccountName" .root }}
+automountServiceAccountToken: false
+{{- else }}
+serviceAccountName: {{ include "jobengine.serviceAccountName" .root }}
+automountServiceAccountToken: {{ .root.Values.serviceAccount.automountServiceAccountToken }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of the worker's deletion-cost module (services/worker/src/jobengine_worker/deletion_cost.py). */}}
+{{- define "jobengine.deletionCost.env" -}}
+{{- if and (ne .autoscaling.mode "scaledJob") .autoscaling.podDeletionCost.enabled }}
+- name: JOBENGINE_POD_DELETION_COST
+  value: "on"
+- name: JOBENGINE_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: JOBENGINE_POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: JOBENGINE_KUBERNETES_TOKEN_FILE
+  value: {{ printf "%s/token" (include "jobengine.deletionCost.tokenDir" .) | quote }}
+- name: JOBENGINE_KUBERNETES_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "jobengine.deletionCost.tokenDir" .) | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.deletionCost.volumeMounts" -}}
+{{- if and (ne .autoscaling.mode "scaledJob") .autoscaling.podDeletionCost.enabled }}
+- name: kube-api-access
+  mountPath: {{ include "jobengine.deletionCost.tokenDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "jobengine.deletionCost.volumes" -}}
+{{- if and (ne .autoscaling.mode "scaledJob") .autoscaling.podDeletionCost.enabled }}
+- name: kube-api-access
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3600
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+{{- end }}
+{{- end }}
+
+{{/*
+HPA behavior of a worker pool (ScaledObject and the HPA fallback alike). Scale-up: double or +4 pods
+every 15 s. Scale-down: after the stabilisation window, at most half the pods a minute; which
+pods go is the ReplicaSet's choice, hence pod-deletion-cost.
+*/}}
+{{- define "jobengine.autoscaling.behavior" -}}
+scaleDown:
+  stabilizationWindowSeconds: {{ .scaleDownStabilizationSeconds | int }}
+  selectPolicy: Max
+  policies:
+    - type: Percent
+      value: 50
+      periodSeconds: 60
+    - type: Pods
+      value: 2
+      periodSeconds: 60
+scaleUp:
+  stabilizationWindowSeconds: 0
+  selectPolicy: Max
+  policies:
+    - type: Percent
+      value: 100
+      periodSeconds: 15
+    - type: Pods
+      value: 4
+      periodSeconds: 15
+{{- end }}
+
+{{/*
+KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
+(dict "root" $ "name" triggerName "queue" q "listLength" n "activation" n)
+*/}}
+{{- define "jobengine.autoscaling.redisTrigger" -}}
+{{- $root := .root }}
+{{- $auth := or (include "jobengine.redis.hasPassword" $root) (and (include "jobengine.redis.tls" $root) $root.Values.externalRedis.tls.caSecret) }}
+- type: {{ ternary "redis-sentinel" "redis" (eq (include "jobengine.redis.sentinel" $root) "true") }}
+  name: {{ .name }}
+  metricType: AverageValue
+  metadata:
+    {{- if include "jobengine.redis.sentinel" $root }}
+    addresses: {{ include "jobengine.redis.sentinelAddresses" $root | replace "," ", " | quote }}
+    sentinelMaster: {{ $root.Values.externalRedis.sentinel.primaryName | quote }}
+    {{- with $root.Values.externalRedis.sentinel.username }}
+    sentinelUsername: {{ . | quote }}
+    {{- end }}
+    {{- else }}
+    address: {{ include "jobengine.redis.address" $root | quote }}
+    {{- end }}
+    databaseIndex: {{ include "jobengine.redis.db" $root | quote }}
+    listName: {{ include "jobengine.queueKey" .queue | quote }}
+    listLength: {{ .listLength | toString | quote }}
+    activationListLength: {{ .activation | toString | quote }}
+    {{- with include "jobengine.redis.username" $root }}
+    username: {{ . | quote }}
+    {{- end }}
+    {{- if include "jobengine.redis.tls" $root }}
+    enableTLS: "true"
+    unsafeSsl: {{ $root.Values.externalRedis.tls.insecureSkipVerify | toString | quote }}
+    {{- end }}
+  {{- if $auth }}
+  authenticationRef:
+    name: {{ printf "%s-redis" (include "jobengine.fullname" $root) | trunc 63 | trimSuffix "-" }}
+  {{- end }}
 {{- end }}
