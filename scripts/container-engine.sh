@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Source me: sets ENGINE to docker or podman (CONTAINER_ENGINE overrides) and, for podman, exports
 # CONTAINERS_CONF=scripts/containers.conf (runc and the ulimits these VMs need).
-# When neither engine exists and we are root on Debian, installs podman, runc and debootstrap with
-# apt-get (idempotent: nothing happens when they are present), as CI does on a fresh clone.
+# When no docker answers (or CONTAINER_ENGINE=podman) and we are root on Debian, installs podman,
+# runc and debootstrap with apt-get (idempotent: nothing happens when they are present), as CI does
+# on a fresh clone.
 #
 #   source scripts/container-engine.sh && "$ENGINE" images
 #   bash scripts/container-engine.sh            # install if needed, print the engine
@@ -24,6 +25,7 @@ install_podman() {
 
 if [ -n "${CONTAINER_ENGINE:-}" ]; then
   ENGINE="$CONTAINER_ENGINE"
+  [ "$ENGINE" = podman ] && { install_podman || true; }
 elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   ENGINE=docker
 else

@@ -143,13 +143,12 @@ class Cluster:
 
     def wait_ready(self, pod: Pod) -> None:
         for container in pod.containers():
-            start_budget = self.budget(container["startupProbe"]) if "startupProbe" in container else 0.0
             if "startupProbe" in container:
-                self._until(pod, container, "startupProbe", start_budget)
-            # Readiness has no deadline of its own; a rollout that waits longer than the startup budget is stuck.
+                self._until(pod, container, "startupProbe", self.budget(container["startupProbe"]))
+            # After the startup probe: readiness and liveness within their own threshold x period.
             for kind in ("readinessProbe", "livenessProbe"):
                 if kind in container:
-                    self._until(pod, container, kind, max(start_budget, self.budget(container[kind])))
+                    self._until(pod, container, kind, self.budget(container[kind]))
 
     def check_probes(self, pod: Pod) -> list[str]:
         """Run every rendered probe of the pod once; the failures."""

@@ -37,7 +37,7 @@ def _podman_ready() -> str | None:
     """None when podman runs containers here; else why not."""
     os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "scripts/containers.conf"))
     proc = subprocess.run(["bash", str(ROOT / "scripts/container-engine.sh")], capture_output=True, text=True,
-                          timeout=900, check=False, env=os.environ | {"CONTAINER_ENGINE": ""})
+                          timeout=900, check=False, env=os.environ | {"CONTAINER_ENGINE": "podman"})
     if proc.returncode != 0 or proc.stdout.strip() != "podman":
         return f"podman not available ({proc.stdout.strip() or 'none'}): {proc.stderr.strip()[-300:]}"
     info = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=120, check=False)

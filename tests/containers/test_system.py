@@ -6,6 +6,8 @@ rendered probe passes. Chart values that break the pods make the same check fail
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,10 @@ import pytest
 
 from ..chart.conftest import Rendered
 from .cluster import SystemBroken, podman
-from .conftest import ApiKey, System, bring_up, run_seed_job
+from .conftest import ROOT, ApiKey, System, bring_up, run_seed_job
+from .podspec import Pod
+
+PLATFORM_CONTAINERFILE = Path(__file__).with_name("platform-worker.Containerfile")
 
 # Cold: base bootstrap (~1 min) + two image builds (~1 min) + the system; warm: the system only.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -83,7 +88,7 @@ BROKEN = {
     # A wrong env name: $(REDIS_PASSWD) is no variable of the container, so Kubernetes passes it on
     # literally and the API authenticates to Redis with a wrong password.
     "wrong-env-name": (["--set-json", 'api.extraEnv=[{"name": "JOBENGINE_REDIS_URL", "value": '
-                        '"redis://:$(REDIS_PASSWD)@rel-jobengine-redis.jobs.svc:6379/0"}]'], "api"),
+                        '"redis://:$(REDIS_PASSWD)@rel-jobengine-redis.jobs.svc:6379/0"}]'], "AuthenticationError"),
     # A path that is writable in the image but not under a read-only root: Redis cannot create its AOF.
     "path-on-read-only-root": (["--set", "redis.extraConfig=dir /var/tmp"], "Read-only file system"),
 }
@@ -98,3 +103,38 @@ def test_a_value_that_breaks_the_pods_fails_the_check(case: str, render_system: 
         with bring_up(rendered, tmp_path / "pods", api_key) as system:
             run_seed_job(system)
     assert evidence in str(failed.value), str(failed.value)[-3000:]
+
+
+
+def _container(pod: Pod) -> str:
+    return f"{pod.run}-{pod.name}-{pod.containers()[0]['name']}"
+
+
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_image_facts(service: str, system: System, images: dict[str, str]) -> None:
+    """tini is PID 1 with the service as its child, the OCI labels are set, pip is gone."""
+    pod = system.api_pod if service == "api" else system.workers[0]
+    pid1 = podman("exec", _container(pod), "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert pid1[:3] == ["/usr/bin/tini", "--", f"jobengine-{service}"], pid1
+    labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", images[service]).stdout)
+    for key in ("title", "description", "source", "version", "revision", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{key}"), (key, labels)
+    assert labels["org.opencontainers.image.title"] == f"jobengine-{service}"
+    no_pip = podman("exec", _container(pod), "python", "-c", "import pip", check=False)
+    assert no_pip.returncode != 0 and "No module named 'pip'" in no_pip.stderr
+    assert podman("exec", _container(pod), "sh", "-c", "command -v pip pip3", check=False).returncode != 0
+
+
+def test_platform_team_installs_its_jobs_from_the_worker_image(images: dict[str, str]) -> None:
+    """The documented FROM-the-worker-image build: the package's job types load, and pip is gone again."""
+    digest = hashlib.sha256(PLATFORM_CONTAINERFILE.read_bytes() + images["worker"].encode()).hexdigest()[:16]
+    image = f"localhost/jobengine-ci-platform-worker:c-{digest}"
+    if podman("image", "exists", image, check=False).returncode != 0:
+        podman("build", "-q", "--network", "host", "--build-arg", f"WORKER_IMAGE={images['worker']}",
+               "-f", str(PLATFORM_CONTAINERFILE), "-t", image, str(ROOT / "examples/jobengine-example-jobs"), timeout=600)
+    check = ("from jobengine.catalog import get_catalog; print(' '.join(get_catalog().names()))\n"
+             "import importlib.util; print(importlib.util.find_spec('pip'))")
+    proc = podman("run", "--rm", "--pull", "never", "--read-only", "--entrypoint", "python", image, "-c", check)
+    names, pip = proc.stdout.splitlines()
+    assert "primes" in names.split() and len(names.split()) > 3, names  # built-ins plus the example package's types
+    assert pip == "None"
