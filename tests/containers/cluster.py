@@ -162,15 +162,30 @@ class Cluster:
         return failures
 
     def stop(self, pod: Pod) -> tuple[float, int]:
-        """`podman stop -t <rendered terminationGracePeriodSeconds>`: seconds taken and the exit code."""
+        """As the kubelet deletes a pod: each container's preStop hook, then SIGTERM and SIGKILL when the
+        rest of terminationGracePeriodSeconds is over (`podman stop -t`). Seconds taken, exit code."""
         grace = int(pod.spec.get("terminationGracePeriodSeconds", 30))
         started = time.monotonic()
         for container in pod.containers():
-            podman("stop", "-t", str(grace), container_name(pod, container), timeout=grace + 60)
+            self._pre_stop(pod, container, grace)
+            left = max(2, round(grace - (time.monotonic() - started)))  # the kubelet grants 2 s at least
+            podman("stop", "-t", str(left), container_name(pod, container), timeout=grace + 60)
         took = time.monotonic() - started
         code = json.loads(podman("inspect", "--format", "{{json .State.ExitCode}}",
                                  container_name(pod, pod.containers()[0])).stdout)
         return took, int(code)
+
+    def _pre_stop(self, pod: Pod, container: dict[str, Any], grace: int) -> None:
+        hook = (container.get("lifecycle") or {}).get("preStop")
+        if not hook:
+            return
+        if "sleep" in hook:
+            time.sleep(float(hook["sleep"]["seconds"]))  # the hook itself is a pause: the kubelet waits the same
+        elif "exec" in hook:
+            podman("exec", container_name(pod, container), *probe_command(pod, [str(c) for c in hook["exec"]["command"]]),
+                   timeout=grace + EXEC_OVERHEAD_SECONDS, check=False)
+        else:
+            self.probe(pod, container, hook)  # httpGet / tcpSocket, as a probe would
 
     def remove_all(self) -> None:
         names = podman("ps", "-a", "--filter", f"label={self.label}", "--format", "{{.Names}}", check=False).stdout.split()

@@ -114,6 +114,7 @@ def plan_pods(manifest: Manifest, workload_name: str, replicas: int, run: str) -
     for index in range(replicas):
         suffix = str(index) if workload["kind"] == "StatefulSet" else f"{run}{index}"
         pod = Pod(name=f"{workload_name}-{suffix}", workload=workload, run=run)
+        check_translatable(pod)
         for container in pod.containers():
             for declared in container.get("ports") or []:
                 pod.ports[declared["containerPort"]] = free_port()
@@ -156,6 +157,30 @@ class Network:
         # Longest names first, whole host names only (rel-x-redis must not match inside rel-x-redis-headless).
         pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(k) for k in sorted(endpoints, key=len, reverse=True)) + r")(?!\d)")
         return pattern.sub(lambda m: endpoints[m.group(1)], text)
+
+
+# Keys of a rendered pod spec and container: translated here, or without meaning on one host
+# (scheduling, pulling, the API token). Any other key fails the test rather than being dropped.
+POD_KEYS = {"containers", "initContainers", "volumes", "securityContext", "terminationGracePeriodSeconds",
+            "serviceAccountName", "automountServiceAccountToken", "enableServiceLinks", "restartPolicy",
+            "topologySpreadConstraints", "affinity", "nodeSelector", "tolerations", "priorityClassName",
+            "imagePullSecrets", "schedulerName", "preemptionPolicy"}
+CONTAINER_KEYS = {"name", "image", "imagePullPolicy", "command", "args", "env", "envFrom", "ports", "securityContext",
+                  "resources", "volumeMounts", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle",
+                  "workingDir", "terminationMessagePolicy", "terminationMessagePath"}
+
+
+def check_translatable(pod: Pod) -> None:
+    """Refuse what this translation does not cover, so a chart change cannot pass by being ignored."""
+    if unknown := set(pod.spec) - POD_KEYS:
+        raise PodConfigError(f"{pod.name}: pod spec keys not translated: {sorted(unknown)}")
+    if pod.spec.get("enableServiceLinks", True) is not False:
+        raise PodConfigError(f"{pod.name}: enableServiceLinks is on; Service env variables are not translated")
+    for container in [*pod.containers(), *(pod.spec.get("initContainers") or [])]:
+        if unknown := set(container) - CONTAINER_KEYS:
+            raise PodConfigError(f"{pod.name}/{container['name']}: keys not translated: {sorted(unknown)}")
+        if unknown := set(container.get("lifecycle") or {}) - {"preStop"}:
+            raise PodConfigError(f"{pod.name}/{container['name']}: lifecycle hooks not translated: {sorted(unknown)}")
 
 
 def _expand(text: str, env: dict[str, str]) -> str:

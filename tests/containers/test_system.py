@@ -50,7 +50,7 @@ def test_the_containers_run_as_rendered(system: System) -> None:
     """Spot check of the translation against the engine's own view: user, read-only root, no capabilities."""
     for pod in [*system.redis, system.api_pod, *system.workers]:
         container = pod.containers()[0]
-        name = f"{pod.run}-{pod.name}-{container['name']}"
+        name = _container(pod)
         ctx = (pod.spec.get("securityContext") or {}) | container["securityContext"]
         status = podman("exec", name, "sh", "-c", "id -u; grep CapEff /proc/self/status; touch /probe-ro 2>&1 || true").stdout
         uid, caps, touch = status.splitlines()[:3]
@@ -59,6 +59,26 @@ def test_the_containers_run_as_rendered(system: System) -> None:
         assert "Read-only file system" in touch
 
 
+def _container(pod: Pod) -> str:
+    return f"{pod.run}-{pod.name}-{pod.containers()[0]['name']}"
+
+
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_image_facts(service: str, system: System, images: dict[str, str]) -> None:
+    """tini is PID 1 with the service as its child, the OCI labels are set, pip is gone."""
+    pod = system.api_pod if service == "api" else system.workers[-1]
+    pid1 = podman("exec", _container(pod), "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert pid1[:3] == ["/usr/bin/tini", "--", f"jobengine-{service}"], pid1
+    labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", images[service]).stdout)
+    for key in ("title", "description", "source", "version", "revision", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{key}"), (key, labels)
+    assert labels["org.opencontainers.image.title"] == f"jobengine-{service}"
+    no_pip = podman("exec", _container(pod), "python", "-c", "import pip", check=False)
+    assert no_pip.returncode != 0 and "No module named 'pip'" in no_pip.stderr
+    assert podman("exec", _container(pod), "sh", "-c", "command -v pip pip3", check=False).returncode != 0
+
+
+# Last of the tests on the running system: it stops a worker.
 def test_stop_with_the_rendered_grace_drains_a_busy_worker(system: System) -> None:
     worker = system.workers[0]
     grace = int(worker.spec["terminationGracePeriodSeconds"])
@@ -82,6 +102,21 @@ def test_stop_with_the_rendered_grace_drains_a_busy_worker(system: System) -> No
     assert took < grace, f"stop took {took:.1f} s of the {grace} s grace"
 
 
+def test_platform_team_installs_its_jobs_from_the_worker_image(images: dict[str, str]) -> None:
+    """The documented FROM-the-worker-image build: the package's job types load, and pip is gone again."""
+    digest = hashlib.sha256(PLATFORM_CONTAINERFILE.read_bytes() + images["worker"].encode()).hexdigest()[:16]
+    image = f"localhost/jobengine-ci-platform-worker:c-{digest}"
+    if podman("image", "exists", image, check=False).returncode != 0:
+        podman("build", "-q", "--network", "host", "--build-arg", f"WORKER_IMAGE={images['worker']}",
+               "-f", str(PLATFORM_CONTAINERFILE), "-t", image, str(ROOT / "examples/jobengine-example-jobs"), timeout=600)
+    check = ("from jobengine.catalog import get_catalog; print(' '.join(get_catalog().names()))\n"
+             "import importlib.util; print(importlib.util.find_spec('pip'))")
+    proc = podman("run", "--rm", "--pull", "never", "--read-only", "--entrypoint", "python", image, "-c", check)
+    names, pip = proc.stdout.splitlines()
+    assert "primes" in names.split() and len(names.split()) > 3, names  # built-ins plus the example package's types
+    assert pip == "None"
+
+
 # ---------------- values that break the pods must fail the check ----------------
 
 BROKEN = {
@@ -103,38 +138,3 @@ def test_a_value_that_breaks_the_pods_fails_the_check(case: str, render_system: 
         with bring_up(rendered, tmp_path / "pods", api_key) as system:
             run_seed_job(system)
     assert evidence in str(failed.value), str(failed.value)[-3000:]
-
-
-
-def _container(pod: Pod) -> str:
-    return f"{pod.run}-{pod.name}-{pod.containers()[0]['name']}"
-
-
-@pytest.mark.parametrize("service", ["api", "worker"])
-def test_image_facts(service: str, system: System, images: dict[str, str]) -> None:
-    """tini is PID 1 with the service as its child, the OCI labels are set, pip is gone."""
-    pod = system.api_pod if service == "api" else system.workers[0]
-    pid1 = podman("exec", _container(pod), "cat", "/proc/1/cmdline").stdout.split("\0")
-    assert pid1[:3] == ["/usr/bin/tini", "--", f"jobengine-{service}"], pid1
-    labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", images[service]).stdout)
-    for key in ("title", "description", "source", "version", "revision", "base.name"):
-        assert labels.get(f"org.opencontainers.image.{key}"), (key, labels)
-    assert labels["org.opencontainers.image.title"] == f"jobengine-{service}"
-    no_pip = podman("exec", _container(pod), "python", "-c", "import pip", check=False)
-    assert no_pip.returncode != 0 and "No module named 'pip'" in no_pip.stderr
-    assert podman("exec", _container(pod), "sh", "-c", "command -v pip pip3", check=False).returncode != 0
-
-
-def test_platform_team_installs_its_jobs_from_the_worker_image(images: dict[str, str]) -> None:
-    """The documented FROM-the-worker-image build: the package's job types load, and pip is gone again."""
-    digest = hashlib.sha256(PLATFORM_CONTAINERFILE.read_bytes() + images["worker"].encode()).hexdigest()[:16]
-    image = f"localhost/jobengine-ci-platform-worker:c-{digest}"
-    if podman("image", "exists", image, check=False).returncode != 0:
-        podman("build", "-q", "--network", "host", "--build-arg", f"WORKER_IMAGE={images['worker']}",
-               "-f", str(PLATFORM_CONTAINERFILE), "-t", image, str(ROOT / "examples/jobengine-example-jobs"), timeout=600)
-    check = ("from jobengine.catalog import get_catalog; print(' '.join(get_catalog().names()))\n"
-             "import importlib.util; print(importlib.util.find_spec('pip'))")
-    proc = podman("run", "--rm", "--pull", "never", "--read-only", "--entrypoint", "python", image, "-c", check)
-    names, pip = proc.stdout.splitlines()
-    assert "primes" in names.split() and len(names.split()) > 3, names  # built-ins plus the example package's types
-    assert pip == "None"
