@@ -307,6 +307,40 @@ def _write_files(folder: Path, files: dict[str, str], source: dict[str, Any], ow
         os.chmod(sub, 0o755)
 
 
+# Issued by a cluster, not by the chart: there is no Kubernetes API server here, so stand-ins (the
+# workers then find no KUBERNETES_SERVICE_HOST either, as outside a cluster).
+CLUSTER_PROVIDED = {("ConfigMap", "kube-root-ca.crt"): {"ca.crt": "# no cluster CA: no Kubernetes API server here\n"}}
+NO_TOKEN = "no-kubernetes-api-server-here"
+
+
+def _write_projected(folder: Path, pod: Pod, manifest: Manifest, projected: dict[str, Any], owner_gid: int | None) -> None:
+    """A projected volume: its Secret, ConfigMap, downwardAPI and serviceAccountToken sources in one folder."""
+    files: dict[str, str] = {}
+    items: list[dict[str, Any]] = []
+    for source in projected.get("sources") or []:
+        if "serviceAccountToken" in source:
+            path = source["serviceAccountToken"]["path"]
+            files[f"sa:{path}"] = NO_TOKEN
+            items.append({"key": f"sa:{path}", "path": path})
+        elif "downwardAPI" in source:
+            for item in source["downwardAPI"]["items"]:
+                files[f"dw:{item['path']}"] = _field_ref(pod, manifest, item["fieldRef"]["fieldPath"])
+                items.append({"key": f"dw:{item['path']}", "path": item["path"]})
+        elif "secret" in source or "configMap" in source:
+            kind, ref = ("Secret", source["secret"]) if "secret" in source else ("ConfigMap", source["configMap"])
+            data = manifest.data(kind, ref["name"]) or CLUSTER_PROVIDED.get((kind, ref["name"]))
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise PodConfigError(f"{pod.name}: projected {kind} {ref['name']} not rendered")
+            for item in ref.get("items") or [{"key": k, "path": k} for k in data]:
+                files[f"{kind}:{ref['name']}:{item['key']}"] = data[item["key"]]
+                items.append({"key": f"{kind}:{ref['name']}:{item['key']}", "path": item["path"]})
+        else:
+            raise PodConfigError(f"{pod.name}: projected source not translated: {sorted(source)}")
+    _write_files(folder, files, {"items": items, "defaultMode": projected.get("defaultMode", 0o644)}, owner_gid)
+
+
 def volume_args(pod: Pod, container: dict[str, Any], manifest: Manifest, workdir: Path) -> list[str]:
     """-v / --tmpfs for each volumeMount, from the pod's volumes."""
     volumes = {v["name"]: v for v in pod.spec.get("volumes") or []}
@@ -343,6 +377,11 @@ def volume_args(pod: Pod, container: dict[str, Any], manifest: Manifest, workdir
                 _write_files(folder, files, source, fs_group)
             src = folder / mount["subPath"] if mount.get("subPath") else folder
             args += ["-v", f"{src}:{target}:ro"]
+            continue
+        if "projected" in volume:
+            if not folder.exists():
+                _write_projected(folder, pod, manifest, volume["projected"], fs_group)
+            args += ["-v", f"{folder}:{target}:ro"]
             continue
         raise PodConfigError(f"{pod.name}: volume {name} of a kind not translated: {sorted(volume)}")
     return args
