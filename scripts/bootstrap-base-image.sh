@@ -46,7 +46,7 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
 ln -sf python3 "$work/root/usr/bin/python"
 cp /etc/ssl/certs/ca-certificates.crt "$work/root/etc/ssl/certs/ca-certificates.crt"
 rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*
-tar -C "$work/root" -c . | podman import \
+tar -C "$work/root" -c . | podman import -q \
   --change "ENV LANG=C.UTF-8" \
   --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" \
   --change 'CMD ["python3"]' \

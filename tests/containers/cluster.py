@@ -14,14 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .podspec import Manifest, Network, Pod, PodConfigError, container_name, plan_pods, probe_command, run_args
+from .podspec import (Manifest, Network, NotTranslated, Pod, SystemBroken, container_name, plan_pods, probe_command,
+                      run_args)
 
 # podman's own start-up of `podman exec` on a busy 2-core machine, on top of a probe's timeoutSeconds.
 EXEC_OVERHEAD_SECONDS = 3.0
-
-
-class SystemBroken(Exception):
-    """The rendered system does not work: a container exited, a probe kept failing, a job did not end."""
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -116,7 +113,7 @@ class Cluster:
                 return ProbeResult(True, f"tcp {port}: open")
             except OSError as exc:
                 return ProbeResult(False, f"tcp {port}: {exc}")
-        raise PodConfigError(f"{pod.name}: probe kind not translated: {sorted(probe)}")
+        raise NotTranslated(f"{pod.name}: probe kind not translated: {sorted(probe)}")
 
     def _until(self, pod: Pod, container: dict[str, Any], kind: str, budget: float) -> None:
         """Poll one probe until it succeeds, the container exits, or the probe's budget runs out."""

@@ -38,8 +38,17 @@ from jobengine.redis_conn import free_port
 _VAR = re.compile(r"\$\((\w+)\)|\$\$")
 
 
-class PodConfigError(Exception):
+class SystemBroken(Exception):
+    """The rendered system does not work: a pod cannot start, a container exited, a probe kept failing,
+    a job did not end."""
+
+
+class PodConfigError(SystemBroken):
     """What Kubernetes reports as CreateContainerConfigError: the pod cannot start as rendered."""
+
+
+class NotTranslated(Exception):
+    """The rendered spec uses something this translation does not cover: a gap of the test, not of the chart."""
 
 
 @dataclass
@@ -173,14 +182,14 @@ CONTAINER_KEYS = {"name", "image", "imagePullPolicy", "command", "args", "env", 
 def check_translatable(pod: Pod) -> None:
     """Refuse what this translation does not cover, so a chart change cannot pass by being ignored."""
     if unknown := set(pod.spec) - POD_KEYS:
-        raise PodConfigError(f"{pod.name}: pod spec keys not translated: {sorted(unknown)}")
+        raise NotTranslated(f"{pod.name}: pod spec keys not translated: {sorted(unknown)}")
     if pod.spec.get("enableServiceLinks", True) is not False:
-        raise PodConfigError(f"{pod.name}: enableServiceLinks is on; Service env variables are not translated")
+        raise NotTranslated(f"{pod.name}: enableServiceLinks is on; Service env variables are not translated")
     for container in [*pod.containers(), *(pod.spec.get("initContainers") or [])]:
         if unknown := set(container) - CONTAINER_KEYS:
-            raise PodConfigError(f"{pod.name}/{container['name']}: keys not translated: {sorted(unknown)}")
+            raise NotTranslated(f"{pod.name}/{container['name']}: keys not translated: {sorted(unknown)}")
         if unknown := set(container.get("lifecycle") or {}) - {"preStop"}:
-            raise PodConfigError(f"{pod.name}/{container['name']}: lifecycle hooks not translated: {sorted(unknown)}")
+            raise NotTranslated(f"{pod.name}/{container['name']}: lifecycle hooks not translated: {sorted(unknown)}")
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
@@ -199,7 +208,7 @@ def _field_ref(pod: Pod, manifest: Manifest, path: str) -> str:
     if path.startswith("metadata.labels['"):
         return pod.labels.get(path[len("metadata.labels['"):-2], "")
     if path not in values:
-        raise PodConfigError(f"{pod.name}: fieldRef {path} not translated")
+        raise NotTranslated(f"{pod.name}: fieldRef {path} not translated")
     return values[path]
 
 
@@ -228,7 +237,7 @@ def container_env(pod: Pod, container: dict[str, Any], manifest: Manifest, netwo
             env[name] = _field_ref(pod, manifest, source["fieldRef"]["fieldPath"])
             continue
         if "resourceFieldRef" in source:
-            raise PodConfigError(f"{what}: resourceFieldRef of {name} not translated")
+            raise NotTranslated(f"{what}: resourceFieldRef of {name} not translated")
         kind, ref = ("Secret", source["secretKeyRef"]) if "secretKeyRef" in source else ("ConfigMap", source["configMapKeyRef"])
         data = _ref(manifest, kind, ref, what)
         if data is None or ref["key"] not in data:
@@ -278,7 +287,7 @@ def security_args(pod: Pod, container: dict[str, Any], image_user: str) -> list[
     if seccomp == "Unconfined":
         args += ["--security-opt", "seccomp=unconfined"]
     elif seccomp != "RuntimeDefault":
-        raise PodConfigError(f"{pod.name}: seccompProfile {seccomp} not translated")
+        raise NotTranslated(f"{pod.name}: seccompProfile {seccomp} not translated")
     return args
 
 
@@ -337,7 +346,7 @@ def _write_projected(folder: Path, pod: Pod, manifest: Manifest, projected: dict
                 files[f"{kind}:{ref['name']}:{item['key']}"] = data[item["key"]]
                 items.append({"key": f"{kind}:{ref['name']}:{item['key']}", "path": item["path"]})
         else:
-            raise PodConfigError(f"{pod.name}: projected source not translated: {sorted(source)}")
+            raise NotTranslated(f"{pod.name}: projected source not translated: {sorted(source)}")
     _write_files(folder, files, {"items": items, "defaultMode": projected.get("defaultMode", 0o644)}, owner_gid)
 
 
@@ -383,7 +392,7 @@ def volume_args(pod: Pod, container: dict[str, Any], manifest: Manifest, workdir
                 _write_projected(folder, pod, manifest, volume["projected"], fs_group)
             args += ["-v", f"{folder}:{target}:ro"]
             continue
-        raise PodConfigError(f"{pod.name}: volume {name} of a kind not translated: {sorted(volume)}")
+        raise NotTranslated(f"{pod.name}: volume {name} of a kind not translated: {sorted(volume)}")
     return args
 
 
@@ -395,7 +404,7 @@ def run_args(pod: Pod, container: dict[str, Any], manifest: Manifest, network: N
     env_file.parent.mkdir(parents=True, exist_ok=True)
     for name, value in env.items():
         if "\n" in value:
-            raise PodConfigError(f"{pod.name}: env {name} holds a newline (not passable to podman)")
+            raise NotTranslated(f"{pod.name}: env {name} holds a newline (not passable to podman)")
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     env_file.chmod(0o600)
     grace = pod.spec.get("terminationGracePeriodSeconds", 30)
