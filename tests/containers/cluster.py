@@ -4,7 +4,6 @@ rendered probes: the startup probe within its failure budget, then readiness and
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -189,16 +188,3 @@ class Cluster:
         if names:
             podman("rm", "-f", "-t", "0", *names, check=False, timeout=180)
 
-
-def env_of(pod: Pod, container: str, name: str) -> str | None:
-    """A rendered env value (as written in the manifest, before any translation)."""
-    for c in pod.containers():
-        if c["name"] == container:
-            for var in c.get("env") or []:
-                if var["name"] == name:
-                    return str(var.get("value")) if "value" in var else None
-    return None
-
-
-def host_user_is_root() -> bool:
-    return os.geteuid() == 0

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..chart.conftest import Rendered, find_helm, template
+from ..chart.conftest import NAMESPACE, Rendered, find_helm, template
 from ..conftest import key_entry
 from .cluster import Cluster, SystemBroken, podman
 from .podspec import Manifest, Pod, clean
@@ -35,6 +35,8 @@ WORKERS = 2
 
 def _podman_ready() -> str | None:
     """None when podman runs containers here; else why not."""
+    if os.geteuid() != 0:
+        return "rootful podman needed (pods' volume files are owned by their fsGroup, as the kubelet makes them)"
     os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "scripts/containers.conf"))
     proc = subprocess.run(["bash", str(ROOT / "scripts/container-engine.sh")], capture_output=True, text=True,
                           timeout=900, check=False, env=os.environ | {"CONTAINER_ENGINE": "podman"})
@@ -171,16 +173,21 @@ def _component(rendered: Rendered, component: str) -> str:
 def bring_up(rendered: Rendered, workdir: Path, api_key: ApiKey) -> Iterator[System]:
     """Redis, one API and WORKERS workers of the first pool, each ready by its rendered probes."""
     run = uuid.uuid4().hex[:6]
-    cluster = Cluster(Manifest(rendered.objects, namespace="jobs"), workdir, label=f"jobengine-ci={run}", run=run)
+    cluster = Cluster(Manifest(rendered.objects, namespace=NAMESPACE), workdir, label=f"jobengine-ci={run}", run=run)
+    api: Api | None = None
     try:
         redis = cluster.start(_component(rendered, "redis"), 1)
         api_pod, = cluster.start(_component(rendered, "api"), 1)
         workers = cluster.start(_component(rendered, "worker"), WORKERS)
-        api_container = api_pod.containers()[0]
-        api_port = api_pod.port(api_container, api_container["readinessProbe"]["httpGet"]["port"])
-        api = Api(f"http://127.0.0.1:{api_port}", api_key.key)
+        service = next(s for s in rendered.kind("Service")
+                       if s["metadata"]["labels"].get("app.kubernetes.io/component") == "api")
+        # The API Service's name and port, as the helm test pod reaches it, resolved to the API container.
+        port = next((p for p in service["spec"]["ports"] if p.get("name") == "http"), service["spec"]["ports"][0])
+        api = Api("http://" + cluster.network.rewrite(f"{service['metadata']['name']}:{port['port']}"), api_key.key)
         yield System(cluster, redis, api_pod, workers, api)
     finally:
+        if api is not None:
+            api.client.close()
         cluster.remove_all()
         clean(workdir)
 
