@@ -82,7 +82,7 @@ images: ## Build the api and worker images with docker or podman (cached by cont
 	  kind load docker-image --name $(KIND_CLUSTER) jobengine-api:$(IMAGE_TAG) jobengine-worker:$(IMAGE_TAG); fi
 
 .PHONY: container-engine
-container-engine: ## Install podman, runc and debootstrap (apt-get, as root) unless docker or podman is there
+container-engine: ## Install podman, runc and debootstrap (apt-get, as root, when missing) unless a docker engine answers
 	bash scripts/container-engine.sh
 
 .PHONY: base-image
