@@ -24,7 +24,7 @@ import pytest
 from ..chart.conftest import NAMESPACE, Rendered, find_helm, template
 from ..conftest import key_entry
 from .cluster import Cluster, SystemBroken, podman
-from .podspec import Manifest, Pod, clean
+from .podspec import OWNER_LABEL, Manifest, Pod, clean
 
 ROOT = Path(__file__).resolve().parents[2]
 CI_VALUES = ROOT / "charts/jobengine/ci/containers-values.yaml"
@@ -48,11 +48,22 @@ def _podman_ready() -> str | None:
     return None
 
 
+def _remove_orphans() -> None:
+    """Containers left by a test process that died (killed, timed out): never one of a live run."""
+    listing = podman("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format",
+                     f'{{{{.Names}}}} {{{{index .Labels "{OWNER_LABEL}"}}}}', check=False).stdout
+    orphans = [name for name, pid in (line.split() for line in listing.splitlines() if line.strip())
+               if not Path(f"/proc/{pid}").exists()]
+    if orphans:
+        podman("rm", "-f", "-t", "0", *orphans, check=False, timeout=180)
+
+
 @pytest.fixture(scope="session")
 def podman_engine() -> None:
     reason = _podman_ready()
     if reason:
         pytest.skip(reason)
+    _remove_orphans()
 
 
 @pytest.fixture(scope="session")

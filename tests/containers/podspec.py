@@ -409,6 +409,7 @@ def run_args(pod: Pod, container: dict[str, Any], manifest: Manifest, network: N
     env_file.chmod(0o600)
     grace = pod.spec.get("terminationGracePeriodSeconds", 30)
     args = ["run", "-d", "--pull", "never", "--name", container_name(pod, container), "--label", label,
+            "--label", f"{OWNER_LABEL}={os.getpid()}",
             "--network", "host", "--hostname", pod.name, "--stop-timeout", str(grace),
             "--env-file", str(env_file)]
     args += security_args(pod, container, image_user)
@@ -424,6 +425,10 @@ def run_args(pod: Pod, container: dict[str, Any], manifest: Manifest, network: N
     args.append(container["image"])
     args += [network.rewrite(_expand(str(a), env)) for a in container.get("args") or []]
     return args
+
+
+# The pid of the test process that started a container: the next session removes those of dead ones.
+OWNER_LABEL = "jobengine-ci.pid"
 
 
 def container_name(pod: Pod, container: dict[str, Any]) -> str:
