@@ -73,11 +73,25 @@ chart-docs: venv ## Regenerate the values table of charts/jobengine/README.md fr
 kind-up: tools ## Create the kind cluster and install Traefik, KEDA and kube-prometheus-stack (needs Docker, kind)
 	KIND_CLUSTER=$(KIND_CLUSTER) HELM=$(HELM) KUBECTL=$(KUBECTL) bash k8s/kind-up.sh
 
+# PYTHON_IMAGE: the images' base. Unset: docker uses the official python image (the Dockerfiles'
+# default), podman the Debian-bootstrapped localhost/python-base:3.11-bookworm (no registry in CI).
 .PHONY: images
-images: ## Build the api and worker images and load them into the kind cluster (needs Docker)
-	docker build -f services/api/Dockerfile -t jobengine-api:$(IMAGE_TAG) .
-	docker build -f services/worker/Dockerfile -t jobengine-worker:$(IMAGE_TAG) .
-	kind load docker-image --name $(KIND_CLUSTER) jobengine-api:$(IMAGE_TAG) jobengine-worker:$(IMAGE_TAG)
+images: ## Build the api and worker images with docker or podman (cached by content); into the kind cluster when it runs
+	IMAGE_TAG=$(IMAGE_TAG) bash scripts/build-images.sh
+	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  kind load docker-image --name $(KIND_CLUSTER) jobengine-api:$(IMAGE_TAG) jobengine-worker:$(IMAGE_TAG); fi
+
+.PHONY: container-engine
+container-engine: ## Install podman, runc and debootstrap (apt-get, as root, when missing) unless a docker engine answers
+	bash scripts/container-engine.sh
+
+.PHONY: base-image
+base-image: ## Bootstrap localhost/python-base:3.11-bookworm from Debian packages (podman; cached)
+	bash scripts/bootstrap-base-image.sh
+
+.PHONY: test-containers
+test-containers: venv tools ## Build the images, run the rendered chart's pods as podman containers (part of make test)
+	$(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 .PHONY: deploy
 deploy: tools ## helm upgrade --install the chart into the kind cluster with k8s/values-kind.yaml

@@ -41,7 +41,8 @@ def test_image_rules(service: str) -> None:
     assert stages[0][1] == "build" and stages[-1][1] == "runtime", "the last stage must be the runtime image"
     runtime = text[text.rindex("FROM base AS runtime"):]
     assert "USER 10001:10001" in runtime
-    assert "HEALTHCHECK" in text and re.search(r'^ENTRYPOINT \["jobengine-', text, re.M)
+    # tini is PID 1 and forwards SIGTERM to the service (docs/kubernetes.md, "Images").
+    assert "HEALTHCHECK" in text and re.search(rf'^ENTRYPOINT \["/usr/bin/tini", "--", "jobengine-{service}"\]$', text, re.M)
     base = text[text.index("AS base"):text.index("AS dev")]
     assert not re.search(r"apt-get|gcc|build-essential", base), "build tools in the runtime stages"
     assert f"services/{service}/requirements.txt" in text
