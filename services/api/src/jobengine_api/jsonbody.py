@@ -3,15 +3,21 @@
 It refuses what JSON allows but the job data cannot keep: a key given twice in one object (which
 value did the client mean?), NaN and Infinity (not JSON; they would come back as null), numbers
 outside 64 bits (the job's JSON encoder cannot write them; floats overflowing to infinity alike).
-The fast pass is the standard library's C scanner with hooks that raise on the first such value;
-only a refused body is decoded a second time, to name the field that holds it.
+The fast pass is orjson (which refuses NaN, Infinity, overflowing floats and lone surrogates itself),
+with two screens for what it lets through: a run of 19 digits (an integer near or past 64 bits, which
+orjson turns into a float) and a key count (duplicates, which orjson merges). Only a body that fails
+them, or orjson, goes through the exact pass: the standard library's C scanner with hooks that raise on
+the first such value, and then a second decode that names the field holding it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
+
+import orjson
 
 from .problems import Problem, invalid
 
@@ -51,8 +57,35 @@ def _constant(text: str) -> Any:
 _fast = json.JSONDecoder(object_pairs_hook=_object, parse_int=_int, parse_float=_float, parse_constant=_constant)
 
 
+LONG_NUMBER = re.compile(rb"\d{19}")  # shorter integers fit in 64 bits whatever their sign
+KEY_TOKEN = re.compile(rb'"\s*:')  # matches every key (and may match inside strings: only ever more)
+
+
 def decode(body: bytes) -> Any:
     """The document, or a 422 naming the field of the first refused value ('body' when it is not JSON)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _decode_exact(body)
+    if LONG_NUMBER.search(body) or len(KEY_TOKEN.findall(body)) != _count_keys(doc):
+        return _decode_exact(body)  # maybe a duplicate key or an integer past 64 bits: decide exactly
+    return doc
+
+
+def _count_keys(doc: Any) -> int:
+    """The keys of every object in the document (fewer than the body's key tokens if one was repeated)."""
+    count, stack = 0, [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _decode_exact(body: bytes) -> Any:
     try:
         text = body.decode()
         doc = _fast.decode(text)
