@@ -21,7 +21,8 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
-        http=protocol_class(settings.http_header_timeout_seconds),  # httptools, with a deadline on request heads
+        # httptools, with deadlines on request heads and bodies
+        http=protocol_class(settings.http_header_timeout_seconds, settings.http_body_timeout_seconds),
         timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
         h11_max_incomplete_event_size=16 * 1024,  # (h11 only: bounds a head's size if that parser is ever used)
         access_log=False,  # HTTP metrics cover it; a log line per request costs throughput

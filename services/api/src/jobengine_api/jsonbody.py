@@ -4,8 +4,9 @@ It refuses what JSON allows but the job data cannot keep: a key given twice in o
 value did the client mean?), NaN and Infinity (not JSON; they would come back as null), numbers
 outside 64 bits (the job's JSON encoder cannot write them; floats overflowing to infinity alike).
 The fast pass is orjson (which refuses NaN, Infinity, overflowing floats and lone surrogates itself),
-with two screens for what it lets through: a run of 19 digits (an integer near or past 64 bits, which
-orjson turns into a float) and a key count (duplicates, which orjson merges). Only a body that fails
+with screens for what it lets through: a run of 19 digits (an integer near or past 64 bits, which orjson
+turns into a float) and a count of key ends against the document written back (duplicates, which orjson
+merges). Only a body that fails
 them, or orjson, goes through the exact pass: the standard library's C scanner with hooks that raise on
 the first such value, and then a second decode that names the field holding it.
 """
@@ -57,32 +58,32 @@ def _constant(text: str) -> Any:
 _fast = json.JSONDecoder(object_pairs_hook=_object, parse_int=_int, parse_float=_float, parse_constant=_constant)
 
 
-LONG_NUMBER = re.compile(rb"\d{19}")  # shorter integers fit in 64 bits whatever their sign
-KEY_TOKEN = re.compile(rb'"\s*:')  # matches every key (and may match inside strings: only ever more)
+# The fast pass's screens, in C (bytes methods: a regex scan cost 7 ns a byte). One translation of the body
+# deletes whitespace and turns each digit into "0": a run of 19 zeros then means an integer near or past 64
+# bits (shorter ones fit whatever their sign; digits in strings can only make it say so wrongly, never miss).
+_SCREEN = bytes(48 if 48 <= b <= 57 else b for b in range(256))
+_WHITESPACE = b" \t\n\r"
+_LONG_RUN = b"0" * 19
+KEY_END = b'":'
 
 
 def decode(body: bytes) -> Any:
-    """The document, or a 422 naming the field of the first refused value ('body' when it is not JSON)."""
+    """The document, or a 422 naming the field of the first refused value ('body' when it is not JSON).
+
+    The fast pass keeps a body only when it surely has no repeated key and no integer near or past 64 bits.
+    Keys: every key of the body, whitespace removed, ends in `":` (as may an escaped quote in a string,
+    before a colon); orjson writes the document back with no whitespace and with the body's string escapes
+    (unless the body spells a character as a \\u escape), so a merged repeated key leaves fewer `":` there.
+    (One function, no helpers: it runs on every submit.)"""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _decode_exact(body)
-    if LONG_NUMBER.search(body) or len(KEY_TOKEN.findall(body)) != _count_keys(doc):
-        return _decode_exact(body)  # maybe a duplicate key or an integer past 64 bits: decide exactly
+    screened = body.translate(_SCREEN, _WHITESPACE)
+    if (b"\\u" in body or _LONG_RUN in screened
+            or screened.count(KEY_END) != orjson.dumps(doc).count(KEY_END)):
+        return _decode_exact(body)
     return doc
-
-
-def _count_keys(doc: Any) -> int:
-    """The keys of every object in the document (fewer than the body's key tokens if one was repeated)."""
-    count, stack = 0, [doc]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            count += len(value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return count
 
 
 def _decode_exact(body: bytes) -> Any:

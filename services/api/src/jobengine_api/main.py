@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         if settings.api_metrics_port:
             metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
                                            lambda: health.refresh_queue_gauges(ctx),
-                                           settings.http_header_timeout_seconds)
+                                           settings.http_header_timeout_seconds, settings.http_body_timeout_seconds)
             await metrics_server.start()
         refresher = None
         if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background
@@ -106,8 +106,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
     app.add_middleware(HotRoute, fastapi_app=app, route=jobs.submit_route())
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       body_timeout=settings.http_body_timeout_seconds)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keyring=keyring)  # outside the body limit: no key, no body read
     app.add_middleware(MetricsMiddleware)  # added last: outermost, so it also times 413s
     if tracing.enabled():  # a SERVER span per request, continuing an incoming traceparent

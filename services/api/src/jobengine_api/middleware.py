@@ -3,7 +3,6 @@ deadline, HTTP metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,19 +12,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobengine.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 from .problems import BodyTimeout, BodyTooLarge, Problem, too_large
+from .serving import BODY_LATE
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 class BodyLimitMiddleware:
     """413 before parsing: by Content-Length at once, and by counting the bytes of a streamed body.
-    408 when the body has not arrived whole `body_timeout` seconds after the request's head (a client
-    that stalls must not hold a request, its memory and a connection for ever)."""
+    408 when the server flags the body as late (serving.DeadlineProtocol: a client that stalls must not
+    hold a request, its memory and a connection for ever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,23 +43,16 @@ class BodyLimitMiddleware:
                     return
                 break
         received = 0
-        complete = False
-        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def counting_receive() -> Message:
-            nonlocal received, complete
-            if complete:  # after the body: a handler waiting for the disconnect waits without a deadline
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout() from None  # turned into a 408 problem by the exception handler
+            nonlocal received
+            message = await receive()
             if message["type"] == "http.request":
+                if BODY_LATE in scope:  # the server's body deadline passed (serving.DeadlineProtocol)
+                    raise BodyTimeout()  # turned into a 408 problem by the exception handler
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge()  # turned into a 413 problem by the exception handler
-                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, counting_receive, send)
