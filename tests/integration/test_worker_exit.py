@@ -109,7 +109,8 @@ def test_deletion_cost_on_without_the_pod_name_stops_the_worker_at_start(start_w
     assert "Traceback" not in log
 
 
-def test_deletion_cost_on_outside_a_cluster_runs_with_the_hook_off(r, producer: Producer, start_worker) -> None:  # noqa: F811
+def test_deletion_cost_on_outside_a_cluster_runs_with_the_hook_off(r, producer: Producer,  # noqa: F811
+                                                                   start_worker) -> None:
     """The chart's env run where no API server is (podman, as tests/containers does): the worker runs, says so."""
     worker = start_worker(JOBENGINE_POD_DELETION_COST="on", JOBENGINE_POD_NAME=POD, JOBENGINE_POD_NAMESPACE=NAMESPACE,
                           KUBERNETES_SERVICE_HOST="")

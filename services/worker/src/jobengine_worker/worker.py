@@ -74,6 +74,7 @@ class Worker(Supervision):
         self.exec_seq = 0
         self.unanswered_claim = ""  # execution id of a claim whose reply never came: sent again as it was
         self.claim_size = 1
+        self.max_jobs = settings.max_jobs  # (read on every claim)
         self.taken = 0  # jobs claimed minus those given back: the jobs that ended (or will) here, for max_jobs
         self.idle_deadline = math.inf  # idle_exit_seconds: exit once idle past this (monotonic)
         self.claimed: dict[str, Claimed] = {}  # held by this worker: renewed on heartbeat
@@ -122,7 +123,7 @@ class Worker(Supervision):
         """Claim and run until stopped. The busy flag is local so that the idle/busy hooks (the deletion cost,
         the idle clock) run on transitions only, never once a batch."""
         busy = False
-        max_jobs = self.settings.max_jobs
+        max_jobs = self.max_jobs
         if self.settings.idle_exit_seconds:
             self.idle_deadline = time.monotonic() + self.settings.idle_exit_seconds
         while not self.state.stopping:
@@ -158,7 +159,7 @@ class Worker(Supervision):
     def jobs_left(self) -> int:
         """Jobs this worker may still take under max_jobs: the given back ones not yet written (pending) did
         not end here."""
-        return self.settings.max_jobs - self.taken + sum(1 for o in self.pending if o.outcome in GIVEN_BACK)
+        return self.max_jobs - self.taken + sum(1 for o in self.pending if o.outcome in GIVEN_BACK)
 
     def shutdown(self) -> None:
         metrics.WORKER_IDLE.set(0)
@@ -278,7 +279,7 @@ class Worker(Supervision):
         execution = self.unanswered_claim or f"{self.session}{self.exec_seq:x}"  # one a claim (see _claim.lua)
         expiry = expires(self.settings.abandoned_after_seconds)
         done = list(self.pending)
-        limit = min(self.claim_size, self.jobs_left()) if self.settings.max_jobs else self.claim_size
+        limit = min(self.claim_size, self.jobs_left()) if self.max_jobs else self.claim_size
         try:
             self.unanswered_claim = execution
             if done:
@@ -387,5 +388,5 @@ class Worker(Supervision):
             self.claimed.pop(o.job.id, None)
             record(o, status)
         metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
-        if self.settings.max_jobs:  # a job given back did not end here
+        if self.max_jobs:  # a job given back did not end here
             self.taken -= sum(1 for o in batch if o.outcome in GIVEN_BACK)
