@@ -4,14 +4,8 @@ after the grace, retries after a server error."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,74 +17,36 @@ from jobengine_worker.deletion_cost import (
     PodDeletionCost,
     send_patch,
 )
+from tests.support.kube_api import KubeApiStandIn, Seen
 
 WAIT = 10.0  # deadline of each wait for a request: a failure, never a pause
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    content_type: str
-    authorization: str
-    body: Any
-
-
-class FakeKubeApi(BaseHTTPRequestHandler):
-    seen: queue.Queue[Seen]
-    fail_next: int = 0
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        self.seen.put(Seen("PATCH", self.path, self.headers["Content-Type"], self.headers["Authorization"],
-                           json.loads(raw)))
-        if FakeKubeApi.fail_next:
-            FakeKubeApi.fail_next -= 1
-            self.send_response(500)
-            self.end_headers()
-            return
-        data = b'{"kind": "Pod"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def api() -> Iterator[KubeApiStandIn]:
+    with KubeApiStandIn() as server:
+        yield server
 
 
 @pytest.fixture
-def api() -> Iterator[tuple[str, queue.Queue[Seen]]]:
-    FakeKubeApi.seen, FakeKubeApi.fail_next = queue.Queue(), 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", FakeKubeApi.seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def config(api: tuple[str, queue.Queue[Seen]], tmp_path: Path) -> DeletionCostConfig:
+def config(api: KubeApiStandIn, tmp_path: Path) -> DeletionCostConfig:
     token = tmp_path / "token"
     token.write_text("tok-1\n")
     return DeletionCostConfig.from_env({
         "JOBENGINE_POD_DELETION_COST": "on", "JOBENGINE_POD_NAME": "rel-jobengine-worker-default-5d9c-x2x7k",
-        "JOBENGINE_POD_NAMESPACE": "jobs", "JOBENGINE_KUBERNETES_API_URL": api[0],
+        "JOBENGINE_POD_NAMESPACE": "jobs", "JOBENGINE_KUBERNETES_API_URL": api.url,
         "JOBENGINE_KUBERNETES_TOKEN_FILE": str(token),
     })
 
 
 def cost_of(seen: Seen) -> str:
-    return seen.body["metadata"]["annotations"][ANNOTATION]
+    return seen.cost
 
 
-def test_the_patch_is_a_merge_patch_of_the_own_pods_annotation(config: DeletionCostConfig, api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_patch_is_a_merge_patch_of_the_own_pods_annotation(config: DeletionCostConfig, api: KubeApiStandIn,
+                                                               tmp_path: Path) -> None:
     send_patch(config, BUSY_COST)
-    seen = api[1].get(timeout=WAIT)
+    seen = api.seen.get(timeout=WAIT)
     assert seen.method == "PATCH"
     assert seen.path == "/api/v1/namespaces/jobs/pods/rel-jobengine-worker-default-5d9c-x2x7k"
     assert seen.content_type == "application/merge-patch+json"
@@ -98,31 +54,32 @@ def test_the_patch_is_a_merge_patch_of_the_own_pods_annotation(config: DeletionC
     assert seen.authorization == "Bearer tok-1"
     (tmp_path / "token").write_text("tok-2")  # the kubelet rotated the projected token
     send_patch(config, IDLE_COST)
-    assert api[1].get(timeout=WAIT).authorization == "Bearer tok-2"
+    assert api.seen.get(timeout=WAIT).authorization == "Bearer tok-2"
 
 
-def test_busy_goes_at_once_idle_after_the_grace_and_a_short_gap_sends_nothing(config: DeletionCostConfig, api) -> None:  # type: ignore[no-untyped-def]
+def test_busy_goes_at_once_idle_after_the_grace_and_a_short_gap_sends_nothing(config: DeletionCostConfig,
+                                                                              api: KubeApiStandIn) -> None:
     cost = PodDeletionCost(config, idle_grace=0.5)
     cost.start()
     try:
         cost.set_busy(True)
-        assert cost_of(api[1].get(timeout=WAIT)) == str(BUSY_COST)
+        assert cost_of(api.seen.get(timeout=WAIT)) == str(BUSY_COST)
         cost.set_busy(False)  # between two jobs: back to busy well within the grace
         cost.set_busy(True)
         cost.set_busy(False)
-        assert cost_of(api[1].get(timeout=WAIT)) == str(IDLE_COST)
-        assert api[1].empty()  # the short gap sent no idle/busy pair
+        assert cost_of(api.seen.get(timeout=WAIT)) == str(IDLE_COST)
+        assert api.seen.empty()  # the short gap sent no idle/busy pair
     finally:
         cost.stop()
 
 
-def test_a_failed_patch_is_retried(config: DeletionCostConfig, api) -> None:  # type: ignore[no-untyped-def]
-    FakeKubeApi.fail_next = 2
+def test_a_failed_patch_is_retried(config: DeletionCostConfig, api: KubeApiStandIn) -> None:
+    api.fail_next = 2
     cost = PodDeletionCost(config, idle_grace=0.1, retry_base=0.01)
     cost.start()
     try:
         cost.set_busy(True)
-        costs = [cost_of(api[1].get(timeout=WAIT)) for _ in range(3)]
+        costs = [cost_of(api.seen.get(timeout=WAIT)) for _ in range(3)]
         assert costs == [str(BUSY_COST)] * 3  # 500, 500, then accepted
     finally:
         cost.stop()

@@ -25,6 +25,8 @@ def test_defaults_and_comma_lists(monkeypatch):
     ("JOBENGINE_ENV", "staging"),
     ("JOBENGINE_QUEUES_DECLARED", "ok,not ok"),
     ("JOBENGINE_API_METRICS_PORT", "8000"),  # the API port: /metrics must stay off it
+    ("JOBENGINE_MAX_JOBS", "-1"),
+    ("JOBENGINE_IDLE_EXIT_SECONDS", "-0.5"),
 ])
 def test_bad_value_stops_the_worker_with_the_variable_named(var, value):
     env = {"PATH": "/usr/bin:/bin", var: value, "JOBENGINE_REDIS_URL": "redis://127.0.0.1:1/0"}

@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     )
     worker_name: str | None = Field(None, description="Unique worker name; default host name + pid.")
     batch_size: int = Field(16, ge=1, le=1000, description="Jobs a worker claims per Redis round trip.")
+    max_jobs: int = Field(
+        0, ge=0, description="A worker exits (0, as a drained worker) once this many jobs have ended on it, their "
+        "outcomes written; it never claims more than the jobs left. 0: no limit (the chart's ScaledJob pods take "
+        "one job and exit)."
+    )
+    idle_exit_seconds: float = Field(
+        0, ge=0, description="A worker exits (0, as a drained worker) after this long without a job to claim, "
+        "counted from its start or its last job's end; 0: never."
+    )
     drain_seconds: float = Field(
         25.0, ge=0, description="On SIGTERM, how long running jobs may finish before they go back to their queue."
     )

@@ -1,7 +1,9 @@
 """The worker supervisor's main loop: claims jobs in batches, hands each batch to the executor process in one
 message (supervision.py), records a batch's outcomes in the round trip that claims the next batch
 (complete_claim.lua), renews its claims (registration.py), moves due jobs, recovers the jobs of dead
-workers, and drains on SIGTERM. RQ's worker commands are heard by commands.py.
+workers, and drains on SIGTERM. RQ's worker commands are heard by commands.py. It exits as drained after
+JOBENGINE_MAX_JOBS jobs or JOBENGINE_IDLE_EXIT_SECONDS without one (the chart's ScaledJob pods), and marks its
+pod busy or idle for Kubernetes' scale-downs (deletion_cost.py).
 
 Everything it writes is RQ's data model (job hash, StartedJobRegistry, results stream, finished
 and failed registries, worker keys), so `rq info` and RQ's registries see the same state.
@@ -10,6 +12,7 @@ and failed registries, worker keys), so `rq info` and RQ's registries see the sa
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -33,6 +36,7 @@ from jobengine.settings import Settings
 from . import registration
 from .claimed import Claimed, Outcome, expires
 from .commands import listen_for_commands
+from .deletion_cost import DeletionCostConfig, PodDeletionCost
 from .recording import record
 from .supervision import FAST_JOB_SECONDS, Executor, Supervision, given_back
 
@@ -40,6 +44,7 @@ log = logging.getLogger("jobengine.worker")
 
 T = TypeVar("T")
 SCRIPT_ERROR_BACKOFF = 5.0  # seconds before a maintenance script that got an error reply runs again
+GIVEN_BACK = frozenset({"requeue", "release"})  # outcomes of jobs that did not end here (max_jobs ignores them)
 
 
 @dataclass
@@ -52,8 +57,10 @@ class State:
 
 
 class Worker(Supervision):
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, deletion_cost: PodDeletionCost | None = None) -> None:
         self.settings = settings
+        # built by the entry point from the environment (a bad one stops it there); off when not given
+        self.deletion_cost = deletion_cost if deletion_cost is not None else PodDeletionCost(DeletionCostConfig(False))
         self.catalog = catalog
         self.name = settings.worker_name or f"{socket.gethostname()}.{os.getpid()}"
         self.queues = list(settings.queues)
@@ -67,6 +74,9 @@ class Worker(Supervision):
         self.exec_seq = 0
         self.unanswered_claim = ""  # execution id of a claim whose reply never came: sent again as it was
         self.claim_size = 1
+        self.max_jobs = settings.max_jobs  # (read on every claim)
+        self.taken = 0  # jobs claimed minus those given back: the jobs that ended (or will) here, for max_jobs
+        self.idle_deadline = math.inf  # idle_exit_seconds: exit once idle past this (monotonic)
         self.claimed: dict[str, Claimed] = {}  # held by this worker: renewed on heartbeat
         self.pending: list[Outcome] = []  # outcomes not yet written to Redis
         self.executor: Executor | None = None
@@ -101,18 +111,55 @@ class Worker(Supervision):
         threading.Thread(target=listen_for_commands, name="commands", daemon=True,
                          args=(self.settings, self.name, self.request_cancel,
                                lambda: self.executor.pid if self.executor else None)).start()
+        self.deletion_cost.start()
         metrics.WORKER_IDLE.set(1)
         log.info("worker started", extra={"worker": self.name, "queues": self.queues})
         try:
-            while not self.state.stopping:
-                self.maintenance()
-                batch = self.claim()
-                if batch:
-                    self.execute(batch)
-                elif batch is not None and not self.state.stopping:
-                    self.wait_for_work()
+            self.loop()
         finally:
             self.shutdown()
+
+    def loop(self) -> None:
+        """Claim and run until stopped. The busy flag is local so that the idle/busy hooks (the deletion cost,
+        the idle clock) run on transitions only, never once a batch."""
+        busy = False
+        max_jobs = self.max_jobs
+        if self.settings.idle_exit_seconds:
+            self.idle_deadline = time.monotonic() + self.settings.idle_exit_seconds
+        while not self.state.stopping:
+            self.maintenance()
+            batch = self.claim()
+            if batch:
+                if not busy:
+                    busy = True
+                    self.deletion_cost.set_busy(True)
+                self.execute(batch)
+                if max_jobs and self.jobs_left() <= 0:
+                    self.exit_as_drained("JOBENGINE_MAX_JOBS jobs ended", max_jobs=max_jobs)
+            elif batch is not None and not self.state.stopping:
+                if busy:
+                    busy = False
+                    self.deletion_cost.set_busy(False)
+                    if self.settings.idle_exit_seconds:
+                        self.idle_deadline = time.monotonic() + self.settings.idle_exit_seconds
+                if time.monotonic() >= self.idle_deadline:
+                    self.exit_as_drained("no job for JOBENGINE_IDLE_EXIT_SECONDS",
+                                         idle_exit_seconds=self.settings.idle_exit_seconds)
+                else:
+                    self.wait_for_work()
+
+    def exit_as_drained(self, reason: str, **extra: object) -> None:
+        """Leave as a SIGTERMed worker does (shutdown: outcomes written, nothing held, unregistered, exit 0);
+        called between batches, so no job runs."""
+        self.state.stopping = True
+        self.state.drain_deadline = time.monotonic() + self.settings.drain_seconds  # for the final flush
+        metrics.WORKER_IDLE.set(0)
+        log.info(f"exiting: {reason}", extra={"worker": self.name, **extra})
+
+    def jobs_left(self) -> int:
+        """Jobs this worker may still take under max_jobs: the given back ones not yet written (pending) did
+        not end here."""
+        return self.max_jobs - self.taken + sum(1 for o in self.pending if o.outcome in GIVEN_BACK)
 
     def shutdown(self) -> None:
         metrics.WORKER_IDLE.set(0)
@@ -129,6 +176,7 @@ class Worker(Supervision):
             registration.unregister(self.redis, self.name, self.queues)
         except TRANSIENT_ERRORS:
             log.warning("could not unregister the worker: Redis unreachable (its key expires by itself)")
+        self.deletion_cost.stop()
         log.info("worker stopped", extra={"worker": self.name})
 
     # ----- registration, heartbeat and maintenance -----
@@ -231,18 +279,19 @@ class Worker(Supervision):
         execution = self.unanswered_claim or f"{self.session}{self.exec_seq:x}"  # one a claim (see _claim.lua)
         expiry = expires(self.settings.abandoned_after_seconds)
         done = list(self.pending)
+        limit = min(self.claim_size, self.jobs_left()) if self.max_jobs else self.claim_size
         try:
             self.unanswered_claim = execution
             if done:
                 statuses, rows = scripts.parse_complete_claim(self.scripts.complete_claim(
                     args=scripts.complete_claim_args(now=time.time(), stamp=utcnow_str(), worker=self.name,
-                                                     expiry=expiry, execution=execution, limit=self.claim_size,
+                                                     expiry=expiry, execution=execution, limit=limit,
                                                      queues=self.queues, outcomes=[o.args() for o in done],
                                                      again=again)))
             else:
                 rows = scripts.parse_claim(self.scripts.claim(args=scripts.claim_args(
                     expiry=expiry, stamp=utcnow_str(), worker=self.name, execution=execution,
-                    limit=self.claim_size, queues=self.queues, again=again)))
+                    limit=limit, queues=self.queues, again=again)))
             self.unanswered_claim = ""
             self._last_delay = 0.05
         except TRANSIENT_ERRORS as exc:
@@ -255,6 +304,7 @@ class Worker(Supervision):
         if done:  # before the new batch is held: a requeued job may be claimed again at once
             del self.pending[: len(done)]
             self.recorded(done, statuses)
+        self.taken += len(rows)
         batch = [job for job in map(self.decode, rows) if job is not None]
         metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
         return batch
@@ -278,7 +328,8 @@ class Worker(Supervision):
 
     def wait_for_work(self) -> None:
         """Block on the queues' wake-up lists, at most until the next maintenance is due."""
-        timeout = max(0.01, min(self.next_schedule, self.next_heartbeat, self.next_recover) - time.monotonic())
+        timeout = max(0.01, min(self.next_schedule, self.next_heartbeat, self.next_recover, self.idle_deadline)
+                      - time.monotonic())
         timeout = min(timeout, 1.0)
         try:
             if self.blocking.blpop([keys.notify(q) for q in self.queues], timeout=timeout):
@@ -337,3 +388,5 @@ class Worker(Supervision):
             self.claimed.pop(o.job.id, None)
             record(o, status)
         metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
+        if self.max_jobs:  # a job given back did not end here
+            self.taken -= sum(1 for o in batch if o.outcome in GIVEN_BACK)
