@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from jobengine.catalog import RetryPolicy, discover
 from jobengine.jobdata import decode_result_entry
 from jobengine.producer import JobSpec, Producer
-from jobengine.scripts import Scripts
+from jobengine.scripts import Scripts, cancel_args
 from tests.conftest import wait_for
 
 
@@ -207,7 +207,9 @@ def test_delayed_job_runs_at_its_time(r, producer, worker):
 
 
 def cancel(r: redis.Redis, job_id: str) -> str:
-    reply = Scripts.register(r).cancel(args=[job_id, time.time(), "2026-01-01T00:00:00.000000Z", ""])
+    reply = Scripts.register(r).cancel(args=cancel_args(job_id=job_id, now=time.time(),
+                                                        stamp="2026-01-01T00:00:00.000000Z", message="", owner="",
+                                                        token=""))
     return reply[0].decode()
 
 

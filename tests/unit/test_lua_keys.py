@@ -31,3 +31,13 @@ def test_every_prefix_a_script_names_is_defined() -> None:
     lua = resources.files("jobengine").joinpath("lua")
     named = {m for f in lua.iterdir() if f.name.endswith(".lua") for m in re.findall(r"\bK\.(\w+)", f.read_text())}
     assert named and named <= set(keys.LUA_PREFIXES)
+
+
+def test_no_script_spells_a_key_prefix_itself() -> None:
+    """Every key prefix in the Lua scripts comes from keys.LUA_PREFIXES (K.<name>), none is spelled out."""
+    from importlib import resources
+
+    for path in resources.files("jobengine").joinpath("lua").iterdir():
+        text = path.read_text()
+        for prefix in ("'rq:", "'jobengine:", '"rq:', '"jobengine:'):
+            assert prefix not in text, f"{path.name} spells a key {prefix}...: use K.<name> (keys.LUA_PREFIXES)"

@@ -28,7 +28,7 @@ WORKERS_SET = "rq:workers"
 JOB_INDEX = "jobengine:index"  # stream of {id: job_id} in submit order, for listing with a cursor
 DONE_CHANNEL_PREFIX = PREFIXES["done"]  # publish when a job reaches a terminal state
 APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process
-TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: "default")
+TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: none)
 
 
 def queue(name: str) -> str:
@@ -87,4 +87,4 @@ def tenant_backlog(tenant: str) -> str:
     return f"jobengine:backlog:{tenant}"
 
 
-LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET}  # K.<name> in the scripts
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX}  # K.<name> in the scripts

@@ -19,7 +19,7 @@ import redis
 from . import keys
 from .catalog import Catalog, JobType, RetryPolicy, get_catalog
 from .jobdata import build_job_hash, new_job_id
-from .scripts import Scripts
+from .scripts import Scripts, enqueue_args, enqueue_keys
 from .settings import Settings
 
 
@@ -49,10 +49,8 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
     if tenant:  # as the API writes it: a hash field the scripts check, and in meta
         fields[keys.TENANT_FIELD] = tenant
     flat = [item for pair in fields.items() for item in pair]
-    keys_ = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), "", "", ""]
-    # no backlog limit, rate limit or tenant quota: those guard the API's callers
-    args = [job_id, run_at, index_max_age, 0, "", keys.queue(queue), 0, 0, 0, 0, *flat]
-    return keys_, args
+    # no idempotency key, backlog limit, rate limit or tenant quota: those guard the API's callers
+    return enqueue_keys(job_id, queue), enqueue_args(job_id, queue, flat, run_at=run_at, index_max_age=index_max_age)
 
 
 class Producer:

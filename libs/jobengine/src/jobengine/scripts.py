@@ -1,6 +1,7 @@
 """The Lua scripts that move jobs between states atomically, loaded for a sync or an async client, and the
-interface of the worker's scripts (claim, complete, complete_claim, recover, schedule): each one's
-arguments built and its reply parsed here, once, instead of positional arrays mirrored by hand."""
+interface of each: its arguments built and its reply parsed here, once (the worker's claim, complete,
+complete_claim, recover, schedule; the API's and the Producer's enqueue, cancel, requeue), instead of
+positional arrays mirrored by hand."""
 
 from __future__ import annotations
 
@@ -152,3 +153,72 @@ def parse_schedule(reply: list[Any]) -> tuple[int, float]:
     """(jobs moved, earliest run_at still scheduled, or -1 for none)."""
     moved, earliest = reply
     return int(moved), float(earliest)
+
+
+# ----- the submit and change scripts (enqueue, cancel, requeue): the API's store and the Producer -----
+
+class EnqueueReply(NamedTuple):
+    """enqueue.lua's answer. code: WRITTEN (job = the id), REPEAT (an idempotent repeat: job = the first
+    request's id, fingerprint its body's, status its RQ status or '' once expired), QUEUE_FULL (number = the
+    queue's length), RATE_LIMITED (number = ms until a token), TENANT_QUOTA (number = jobs held)."""
+
+    code: int
+    job: str = ""
+    fingerprint: str = ""
+    status: str = ""
+    number: int = 0
+
+
+ENQUEUE_WRITTEN, ENQUEUE_REPEAT, ENQUEUE_QUEUE_FULL, ENQUEUE_RATE_LIMITED, ENQUEUE_TENANT_QUOTA = 1, 0, 2, 3, 4
+
+
+def enqueue_keys(job_id: str, queue: str, idempotency: str = "", rate_limit: str = "",
+                 backlog: str = "") -> list[str]:
+    """KEYS of enqueue.lua: the job's and its queue's keys, then the optional idempotency key, the API
+    key's token bucket and the tenant's backlog counter ('' for none)."""
+    return [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue),
+            idempotency, rate_limit, backlog]
+
+
+def enqueue_args(job_id: str, queue: str, fields: Iterable[Any], run_at: float = 0, index_max_age: int = 0,
+                 idempotency_ttl: int = 0, fingerprint: str = "", max_backlog: int = 0, rate: float = 0,
+                 burst: int = 0, quota: int = 0) -> list[Any]:
+    """ARGV of enqueue.lua (see the script): `fields`, the job hash as a flat field, value sequence.
+    (enqueue_keys and this take their arguments by position too: the API calls them on every submit.)"""
+    args = [job_id, run_at, index_max_age, idempotency_ttl, fingerprint, keys.queue(queue), max_backlog, rate,
+            burst, quota]
+    args.extend(fields)
+    return args
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_enqueue(reply: list[Any]) -> EnqueueReply:
+    code = int(reply[0])
+    if code == ENQUEUE_WRITTEN:
+        return EnqueueReply(code, _text(reply[1]))
+    if code == ENQUEUE_REPEAT:
+        return EnqueueReply(code, _text(reply[1]), _text(reply[2]) if len(reply) > 2 else "",
+                            _text(reply[3]) if len(reply) > 3 else "")
+    return EnqueueReply(code, number=int(reply[1]))
+
+
+def cancel_args(*, job_id: str, now: float, stamp: str, message: str, owner: str, token: str) -> list[Any]:
+    """ARGV of cancel.lua. owner: the tenant the job must belong to ('' checks nothing); token: this call's,
+    so a repeat of it (its reply lost) answers as the first run did."""
+    return [job_id, now, stamp, message, owner, token]
+
+
+def requeue_args(*, job_id: str, stamp: str, owner: str, token: str) -> list[Any]:
+    """ARGV of requeue.lua (owner and token as for cancel_args)."""
+    return [job_id, stamp, owner, token]
+
+
+def parse_change(reply: list[Any]) -> tuple[str, str]:
+    """(result, status) of cancel.lua (canceled | stopping | terminal | missing) or requeue.lua (queued |
+    not_failed | missing)."""
+    return _text(reply[0]), _text(reply[1])

@@ -24,6 +24,7 @@ from jobengine.catalog import JobType
 from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
                                utcformat)
 from jobengine.redis_conn import PoolExhausted
+from jobengine import scripts
 from jobengine.scripts import Scripts
 from jobengine.settings import Settings
 
@@ -108,16 +109,16 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     rate = settings.rate_limit_per_second if key_id else 0.0
     quota = settings.tenant_quota(tenant)
-    args: list[Any] = [job_id, run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
-                       settings.idempotency_ttl_seconds, fp, keys.queue(queue), settings.max_queue_backlog,
-                       rate, settings.rate_limit_bucket, quota]
-    args.extend(chain.from_iterable(fields.items()))
     return PreparedJob(
         id=job_id, type=job_type.name, queue=queue, status=status, run_at=run_at,
         idempotency_key=idempotency_key, fingerprint=fp,
-        keys=[keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue), idem_key,
-              keys.rate_limit(key_id) if rate else "", keys.tenant_backlog(tenant) if quota else ""],
-        args=args,
+        # (by position: keywords cost 1 % of a submit here)
+        keys=scripts.enqueue_keys(job_id, queue, idem_key, keys.rate_limit(key_id) if rate else "",
+                                  keys.tenant_backlog(tenant) if quota else ""),
+        args=scripts.enqueue_args(job_id, queue, chain.from_iterable(fields.items()),
+                                  run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
+                                  settings.idempotency_ttl_seconds, fp, settings.max_queue_backlog, rate,
+                                  settings.rate_limit_bucket, quota),
     )
 
 
@@ -132,23 +133,19 @@ class Enqueued:
     retry_after: int = 0  # seconds, when refused
 
 
-REPLY_WRITTEN, REPLY_REPEAT, REPLY_QUEUE_FULL, REPLY_RATE_LIMITED, REPLY_TENANT_QUOTA = 1, 0, 2, 3, 4
-
-
-def _enqueued(job: PreparedJob, reply: list[Any], settings: Settings) -> Enqueued:
-    code = int(reply[0])
-    if code == REPLY_WRITTEN:
+def _enqueued(job: PreparedJob, raw: list[Any], settings: Settings) -> Enqueued:
+    if raw[0] == scripts.ENQUEUE_WRITTEN:  # nearly every submit: answered without parsing the reply
         return Enqueued(job.id, job.status)
-    if code == REPLY_QUEUE_FULL:
+    reply = scripts.parse_enqueue(raw)
+    code = reply.code
+    if code == scripts.ENQUEUE_QUEUE_FULL:
         return Enqueued(job.id, "", refused="queue_full", retry_after=settings.backlog_retry_after_seconds)
-    if code == REPLY_TENANT_QUOTA:
+    if code == scripts.ENQUEUE_TENANT_QUOTA:
         return Enqueued(job.id, "", refused="tenant_quota", retry_after=settings.backlog_retry_after_seconds)
-    if code == REPLY_RATE_LIMITED:  # reply[1]: milliseconds until the bucket holds a token again
-        return Enqueued(job.id, "", refused="rate_limited", retry_after=max(1, -(-int(reply[1]) // 1000)))
-    stored_fp = _s(reply[2]) if len(reply) > 2 else ""
-    rq_status = _s(reply[3]) if len(reply) > 3 else ""
-    return Enqueued(_s(reply[1]), API_STATUS.get(rq_status, rq_status) or "expired", replayed=True,
-                    conflict=stored_fp != job.fingerprint)
+    if code == scripts.ENQUEUE_RATE_LIMITED:  # number: milliseconds until the bucket holds a token again
+        return Enqueued(job.id, "", refused="rate_limited", retry_after=max(1, -(-reply.number // 1000)))
+    return Enqueued(reply.job, API_STATUS.get(reply.status, reply.status) or "expired", replayed=True,
+                    conflict=reply.fingerprint != job.fingerprint)
 
 
 def _s(value: bytes | str | None) -> str:
@@ -361,16 +358,15 @@ class JobStore:
         call's, new unless given: when redis-py re-sends the script (its reply was lost), the repeat
         answers as the first run did."""
         now = time.time()
-        reply = await self.scripts.cancel(
-            keys=[], args=[job_id, now, utcformat(datetime.fromtimestamp(now, timezone.utc)), CANCEL_MESSAGE,
-                           self._owner(tenant) or "", token or new_token()])
-        return _s(reply[0]), _s(reply[1])
+        return scripts.parse_change(await self.scripts.cancel(keys=[], args=scripts.cancel_args(
+            job_id=job_id, now=now, stamp=utcformat(datetime.fromtimestamp(now, timezone.utc)),
+            message=CANCEL_MESSAGE, owner=self._owner(tenant) or "", token=token or new_token())))
 
     async def requeue(self, job_id: str, tenant: str = "", token: str | None = None) -> tuple[str, str]:
         """As cancel: tenant checked, a repeat of the same call (token) answers the same."""
-        reply = await self.scripts.requeue(keys=[], args=[job_id, utcformat(datetime.now(timezone.utc)),
-                                                          self._owner(tenant) or "", token or new_token()])
-        return _s(reply[0]), _s(reply[1])
+        return scripts.parse_change(await self.scripts.requeue(keys=[], args=scripts.requeue_args(
+            job_id=job_id, stamp=utcformat(datetime.now(timezone.utc)), owner=self._owner(tenant) or "",
+            token=token or new_token())))
 
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
         rows = await self._queue_stats(keys=[], args=known)

@@ -1,4 +1,4 @@
--- Included by complete.lua, complete_claim.lua and recover.lua, after _uncount (scripts.py inlines it where
+-- Included by complete.lua, complete_claim.lua, recover.lua and cancel.lua, after _uncount (scripts.py inlines it where
 -- they say --!include): ending a job, written once for every script that ends jobs.
 
 -- Append values to the argument list lists[key] (created on first use).

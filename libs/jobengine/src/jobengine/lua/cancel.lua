@@ -6,9 +6,12 @@
 -- ARGV[6] this call's token (optional): a run that changed the job records it with its answer, and a
 -- repeat of the call (redis-py re-sends a script whose reply was lost) gives the same answer again
 -- Returns {result, status}: result is canceled | stopping | terminal | missing
---!include _uncount (the tenant quota's decrement, shared: scripts.py inlines it)
+-- (built and parsed by scripts.py: cancel_args, parse_change)
+--!include _uncount
+--!include _notify
+--!include _end
 local id = ARGV[1]
-local jk = 'rq:job:' .. id
+local jk = K.job .. id
 local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant',
                     'jobengine_op')
 local st, q = f[1], f[2]
@@ -22,24 +25,19 @@ end
 if st == 'started' then
   redis.call('HSET', jk, 'jobengine_cancel', '1', 'jobengine_op', token .. ' stopping')
   if f[3] and f[3] ~= '' then
-    redis.call('PUBLISH', 'rq:pubsub:' .. f[3], '{"command": "stop-job", "job_id": "' .. id .. '"}')
+    redis.call('PUBLISH', K.pubsub .. f[3], '{"command": "stop-job", "job_id": "' .. id .. '"}')
   end
   return {'stopping', st}
 end
 if st == 'queued' then
-  redis.call('LREM', 'rq:queue:' .. q, 0, id)
+  redis.call('LREM', K.queue .. q, 0, id)
 elseif st == 'scheduled' then
-  redis.call('ZREM', 'rq:scheduled:' .. q, id)
+  redis.call('ZREM', K.scheduled .. q, id)
 else
   return {'terminal', st}
 end
-local ttl = tonumber(f[4]) or 604800
-redis.call('HSET', jk, 'status', 'canceled', 'ended_at', ARGV[3], 'jobengine_cancel', '1',
-           'jobengine_op', token .. ' canceled')
-redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', '10', '*', 'type', '3', 'worker_name', '', 'exc_string', ARGV[4])
-redis.call('EXPIRE', jk, ttl)
-redis.call('EXPIRE', 'rq:results:' .. id, ttl)
-redis.call('ZADD', 'rq:canceled:' .. q, tonumber(ARGV[2]) + ttl, id)
-uncount(jk)
-redis.call('PUBLISH', 'jobengine:done:' .. id, 'canceled')
+redis.call('HSET', jk, 'jobengine_cancel', '1', 'jobengine_op', token .. ' canceled')
+local ended = ended_jobs(tonumber(ARGV[2]))
+end_job(ended, jk, id, q, 'canceled', ARGV[3], '', '', '', ARGV[4], f[4] or '604800', nil)
+end_jobs_written(ended)
 return {'canceled', 'canceled'}

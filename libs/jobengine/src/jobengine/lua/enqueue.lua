@@ -9,6 +9,7 @@
 -- ARGV[8] rate limit, tokens per second (0 = no limit)  ARGV[9] bucket size (burst)
 -- ARGV[10] the tenant's quota: most jobs not yet ended (queued, scheduled, started) it may hold
 -- ARGV[11..] hash fields
+-- (built and parsed by scripts.py: enqueue_keys, enqueue_args, parse_enqueue)
 -- Returns {1, id} when written, {0, existing_id, fingerprint, existing_status} on an idempotent repeat
 -- (existing_status is '' when that job has expired already), {2, queue length} when the queue's
 -- backlog is at its limit, {3, milliseconds until a token} when the key's rate limit is exhausted,
@@ -30,7 +31,7 @@ if KEYS[5] ~= '' then
     if sep then
       id, fp = string.sub(existing, 1, sep - 1), string.sub(existing, sep + 1)
     end
-    return {0, id, fp, redis.call('HGET', 'rq:job:' .. id, 'status') or ''}
+    return {0, id, fp, redis.call('HGET', K.job .. id, 'status') or ''}
   end
 end
 local max_backlog = tonumber(ARGV[7])
@@ -80,13 +81,13 @@ end
 -- wake an idle worker: to claim the job, or to re-plan its scheduler tick for a delayed one
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, 0)
-redis.call('SADD', 'rq:queues', ARGV[6])
+redis.call('SADD', K.queues, ARGV[6])
 -- the listing index: a stream (appends are O(1) and dense; a sorted set slowed submits by 15 % at 1M jobs)
 local max_age = tonumber(ARGV[3])
 if max_age > 0 then  -- '~': only whole stream nodes go, so the trim costs nearly nothing per submit
   local t = redis.call('TIME')
-  redis.call('XADD', 'jobengine:index', 'MINID', '~', (tonumber(t[1]) - max_age) * 1000, '*', 'id', ARGV[1])
+  redis.call('XADD', K.index, 'MINID', '~', (tonumber(t[1]) - max_age) * 1000, '*', 'id', ARGV[1])
 else
-  redis.call('XADD', 'jobengine:index', '*', 'id', ARGV[1])
+  redis.call('XADD', K.index, '*', 'id', ARGV[1])
 end
 return {1, ARGV[1]}
