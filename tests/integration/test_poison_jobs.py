@@ -107,3 +107,15 @@ def test_an_error_reply_of_a_maintenance_script_does_not_end_the_worker(r, produ
     r.delete("rq:scheduled:broken")  # repaired: delayed jobs move again (after the script's backoff)
     delayed = producer.submit("echo", {"message": "later"}, delay_seconds=0.2)
     wait_status(r, delayed, "finished", timeout=15)
+
+
+def test_an_error_reply_to_the_heartbeat_does_not_end_the_worker(r, producer, worker):  # noqa: F811
+    """The worker's own key turned into a string (WRONGTYPE for the heartbeat's HSET): logged and counted,
+    the heartbeat tried again at its interval, and jobs keep running."""
+    worker_key = wait_for(lambda: next(iter(r.smembers("rq:workers")), None), message="the worker's key")
+    r.delete(worker_key)
+    r.set(worker_key, "not a hash")
+    wait_for(lambda: "answered a script with an error" in worker.log(), message="the heartbeat's error")
+    job_id = producer.submit("echo", {"message": "still here"})
+    wait_status(r, job_id, "finished")
+    assert worker.alive()

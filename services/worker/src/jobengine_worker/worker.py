@@ -207,7 +207,10 @@ class Worker(Supervision):
             return
         try:
             if now >= self.next_heartbeat:
-                self.heartbeat()
+                try:
+                    self.heartbeat()
+                except redis.ResponseError as exc:  # (a wrong-type worker key): the next one at its time
+                    self.script_error(exc)
                 self.next_heartbeat = now + self.settings.heartbeat_seconds
             if now >= self.next_schedule:
                 self.next_schedule = now + SCRIPT_ERROR_BACKOFF  # (kept if the script fails)
