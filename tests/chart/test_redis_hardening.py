@@ -139,6 +139,15 @@ def test_external_redis_keda_user_is_the_operators(helm: str) -> None:
     assert refs["password"] == ("keda-ro", "keda-password")
     for so in rendered.kind("ScaledObject"):
         assert {t["metadata"].get("username") for t in so["spec"]["triggers"] if t["type"] == "redis"} == {"keda-ro"}
+    # an external Redis without an application password still authenticates KEDA's own user
+    bare = template(helm, "--set", "keda.enabled=true", "--set", "redis.enabled=false",
+                    "--set", "externalRedis.host=redis.example",
+                    "--set", "keda.redisAuth.username=keda-ro", "--set", "keda.redisAuth.existingSecret=keda-ro",
+                    name="external-keda-no-app-password")
+    refs = {r["parameter"]: r["name"] for r in bare.get("TriggerAuthentication", "rel-jobengine-redis")["spec"]["secretTargetRef"]}
+    assert refs == {"password": "keda-ro"}
+    for so in bare.kind("ScaledObject"):
+        assert all(t["authenticationRef"]["name"] == "rel-jobengine-redis" for t in so["spec"]["triggers"] if t["type"] == "redis")
 
 
 def test_redis_pod_is_guaranteed_and_can_take_a_priority_class(helm: str, keda_render: Rendered) -> None:

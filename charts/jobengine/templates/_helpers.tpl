@@ -504,7 +504,7 @@ KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
 */}}
 {{- define "jobengine.autoscaling.redisTrigger" -}}
 {{- $root := .root }}
-{{- $auth := or (include "jobengine.redis.hasPassword" $root) (and (include "jobengine.redis.tls" $root) $root.Values.externalRedis.tls.caSecret) }}
+{{- $auth := or (include "jobengine.redis.hasPassword" $root) (include "jobengine.keda.secretName" $root) (and (include "jobengine.redis.tls" $root) $root.Values.externalRedis.tls.caSecret) }}
 - type: {{ ternary "redis-sentinel" "redis" (eq (include "jobengine.redis.sentinel" $root) "true") }}
   name: {{ .name }}
   metricType: AverageValue
