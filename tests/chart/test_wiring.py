@@ -15,7 +15,7 @@ from jobengine import keys, metrics
 from jobengine.redis_url import parse_sentinel
 from jobengine.settings import Settings
 
-from .conftest import CHART, NAMESPACE, VALUE_SETS, Rendered, template
+from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, Rendered, run_helm, template
 
 KEDA_SETS = sorted(n for n in VALUE_SETS if n.startswith(("keda", "two-pools", "external-redis", "networkpolicy", "kind",
                                                            "dev")) and n != "keda-off")
@@ -90,12 +90,13 @@ def test_redis_address_and_password_reach_api_worker_and_keda_the_same_way(rende
                 assert trigger["type"] == "redis"
                 assert meta["address"] == f"{view['host']}:{view['port']}"
             assert meta["databaseIndex"] == view["db"]
-            assert meta.get("username", "") == view["username"]
+            own_user = bool(rendered.kind("StatefulSet"))  # the chart's Redis: KEDA's own read-only ACL user
+            assert meta.get("username", "") == ("keda" if own_user else view["username"])
             assert (meta.get("enableTLS") == "true") == view["scheme"].startswith("rediss")
             if view["secret"]:
                 auth = auths[trigger["authenticationRef"]["name"]]
                 refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-                assert refs["password"] == view["secret"]
+                assert refs["password"] == (("rel-jobengine-redis-keda", "keda-password") if own_user else view["secret"])
                 if sentinel:
                     assert refs.get("sentinelPassword") == (view["secret"] if sentinel.sentinel_password else None)
             else:
@@ -333,7 +334,7 @@ def test_redis_is_official_durable_and_password_protected(render) -> None:  # ty
         assert line in conf
     # a maxmemory below the container's limit by default: refusals (503) instead of an OOM kill
     assert "maxmemory 700mb" in conf and container["resources"]["limits"]["memory"] == "1Gi"
-    assert "$REDIS_PASSWORD" in container["args"][0] and "requirepass" in container["args"][0]
+    assert "$REDIS_PASSWORD" in container["args"][0] and "user default reset on >%s" in container["args"][0]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
 
 
@@ -344,10 +345,23 @@ def test_dashboard_configmap_holds_the_dashboard_file(render) -> None:  # type: 
     cm = rendered.get("ConfigMap", "rel-jobengine-dashboards")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["namespace"] == "monitoring"
-    on_disk = (CHART / "dashboards" / "jobengine.json").read_text()
-    assert cm["data"]["jobengine.json"].strip() == on_disk.strip()
+    on_disk = json.loads((CHART / "dashboards" / "jobengine.json").read_text())
     dashboard = json.loads(cm["data"]["jobengine.json"])
-    assert dashboard["uid"] == "jobengine"
+    # the file's dashboard, with a uid and title of this release (two installs must not share a uid)
+    assert dashboard["uid"].startswith("jobengine-") and len(dashboard["uid"]) <= 40
+    assert dashboard["title"] == f"jobengine ({NAMESPACE}/{RELEASE})"
+    assert {k: v for k, v in dashboard.items() if k not in ("uid", "title")} == \
+        {k: v for k, v in on_disk.items() if k not in ("uid", "title")}
+
+
+def test_two_releases_get_two_dashboard_uids(helm: str) -> None:
+    uids = set()
+    for release, namespace in (("a", "jobs"), ("b", "jobs"), ("a", "other")):
+        proc = run_helm(helm, "template", release, str(CHART), "--namespace", namespace, "--set", "monitoring.enabled=true",
+                        "-s", "templates/monitoring/dashboard-configmap.yaml")
+        assert proc.returncode == 0, proc.stderr
+        uids.add(json.loads(yaml.safe_load(proc.stdout)["data"]["jobengine.json"])["uid"])
+    assert len(uids) == 3, uids
 
 
 def test_prometheus_rule_holds_the_rule_file(render) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,7 +20,17 @@ REQUIRED = {
     "no workers for a non-empty queue": "JobengineNoWorkersForQueue",
     "API 5xx ratio": "JobengineApiErrorRatioHigh",
     "Redis unreachable": "JobengineRedisDown",
+    # the chart review (issue 15)
+    "a missing API scrape target": "JobengineApiTargetMissing",
+    "KEDA scaler errors": "JobengineKedaScalerErrors",
+    "Redis memory": "JobengineRedisMemoryHigh",
+    "rejected writes (OOM)": "JobengineRedisRejectedWrites",
+    "AOF errors": "JobengineRedisAofErrors",
 }
+ROOT = Path(__file__).resolve().parents[2]
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+RUNBOOK_BASE = "https://github.com/jobengine/jobengine/blob/main/docs/runbooks.md#"
+VALUES = ROOT / "charts" / "jobengine" / "values.yaml"
 
 
 def alerts() -> dict[str, dict]:
@@ -59,3 +71,36 @@ def test_alerts_cover_the_issue_and_carry_runbooks() -> None:
         for key in ("summary", "description", "runbook"):
             assert rule["annotations"].get(key, "").strip(), f"{name}: no {key}"
         assert "job_id" not in rule["expr"], name
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    sections = set(re.findall(r"^## (\w+)$", RUNBOOKS.read_text(), flags=re.M))
+    for name, rule in alerts().items():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == RUNBOOK_BASE + name.lower(), f"{name}: runbook_url {url!r}"
+        assert name in sections, f"{name}: no section in docs/runbooks.md"
+
+
+def _values_path_exists(tree: Any, parts: list[str]) -> bool:
+    """A dotted values path; `<name>` and `[]` stand for any map key or list item."""
+    if not parts:
+        return True
+    head, rest = parts[0], parts[1:]
+    if head.startswith("<") or head == "[]":
+        children = list(tree.values()) if isinstance(tree, dict) else list(tree) if isinstance(tree, list) else []
+        return any(_values_path_exists(c, rest) for c in children)
+    head = head.removesuffix("[]")
+    return isinstance(tree, dict) and head in tree and _values_path_exists(tree[head], rest)
+
+
+def test_values_keys_named_in_alerts_and_notes_exist() -> None:
+    """A runbook or NOTES.txt that names a values key sends the operator to a key that must exist."""
+    values = yaml.safe_load(VALUES.read_text())
+    top = "|".join(map(re.escape, values))
+    texts = [a for r in alerts().values() for a in r["annotations"].values()]
+    notes = (VALUES.parent / "templates" / "NOTES.txt").read_text()
+    named = {m for t in texts for m in re.findall(rf"\b(?:{top})(?:\.(?:<\w+>|\w+(?:\[\])?))+", t)}
+    named |= {m.removeprefix(".Values.") for m in re.findall(r"\.Values(?:\.\w+)+", notes)}
+    assert named, "no values key named anywhere"
+    missing = sorted(k for k in named if not _values_path_exists(values, re.split(r"\.(?![^<]*>)", k)))
+    assert not missing, f"values keys that do not exist: {missing}"

@@ -504,7 +504,7 @@ KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
 */}}
 {{- define "jobengine.autoscaling.redisTrigger" -}}
 {{- $root := .root }}
-{{- $auth := or (include "jobengine.redis.hasPassword" $root) (and (include "jobengine.redis.tls" $root) $root.Values.externalRedis.tls.caSecret) }}
+{{- $auth := or (include "jobengine.redis.hasPassword" $root) (include "jobengine.keda.secretName" $root) (and (include "jobengine.redis.tls" $root) $root.Values.externalRedis.tls.caSecret) }}
 - type: {{ ternary "redis-sentinel" "redis" (eq (include "jobengine.redis.sentinel" $root) "true") }}
   name: {{ .name }}
   metricType: AverageValue
@@ -522,7 +522,7 @@ KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
     listName: {{ include "jobengine.queueKey" .queue | quote }}
     listLength: {{ .listLength | toString | quote }}
     activationListLength: {{ .activation | toString | quote }}
-    {{- with include "jobengine.redis.username" $root }}
+    {{- with include "jobengine.keda.ownUser" $root | default (include "jobengine.redis.username" $root) }}
     username: {{ . | quote }}
     {{- end }}
     {{- if include "jobengine.redis.tls" $root }}
@@ -533,4 +533,47 @@ KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
   authenticationRef:
     name: {{ printf "%s-redis" (include "jobengine.fullname" $root) | trunc 63 | trimSuffix "-" }}
   {{- end }}
+{{- end }}
+
+{{/* The redis_exporter sidecar runs: redis.exporter.enabled, or (null) monitoring.enabled. */}}
+{{- define "jobengine.redis.exporter" -}}
+{{- $on := .Values.redis.exporter.enabled }}
+{{- if and .Values.redis.enabled (ternary .Values.monitoring.enabled $on (kindIs "invalid" $on)) }}true{{ end }}
+{{- end }}
+
+{{/*
+KEDA's Redis credentials: its own read-only ACL user in the chart's Redis (Secret <fullname>-redis-keda
+unless redis.kedaUser.existingSecret); with externalRedis, keda.redisAuth names a user the operator created,
+else KEDA falls back to the application's credentials. Each returns "" when not applicable.
+*/}}
+{{- define "jobengine.keda.ownUser" -}}
+{{- if .Values.redis.enabled }}{{ .Values.redis.kedaUser.name }}{{ else }}{{ .Values.keda.redisAuth.username }}{{ end }}
+{{- end }}
+{{- define "jobengine.keda.secretName" -}}
+{{- if .Values.redis.enabled }}
+{{- default (printf "%s-redis-keda" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-") .Values.redis.kedaUser.existingSecret }}
+{{- else if .Values.keda.redisAuth.username }}{{ required "keda.redisAuth.existingSecret is required with keda.redisAuth.username" .Values.keda.redisAuth.existingSecret }}
+{{- end }}
+{{- end }}
+{{- define "jobengine.keda.secretKey" -}}
+{{- if .Values.redis.enabled }}{{ .Values.redis.kedaUser.existingSecretPasswordKey }}{{ else }}{{ .Values.keda.redisAuth.existingSecretPasswordKey }}{{ end }}
+{{- end }}
+
+{{/*
+The Redis container's start script: writes the ACL users into /run/redis/auth.conf (redis.conf includes it).
+The default user (the application, probes, exporter) gets every command but redis.disabledCommands; KEDA's
+user only what KEDA's redis list scaler sends: its Lua script (TYPE, then LLEN/ZCARD/SCARD/HLEN of one
+queue list) and the connection handshake (go-redis ignores a refused CLIENT SETINFO), on rq:queue:* keys.
+Key access is full (~, not %R~) because ACL checks EVAL's declared keys as writable; the command list is
+what keeps the user read-only (a script runs with its caller's ACL).
+*/}}
+{{- define "jobengine.redis.aclScript" -}}
+{{- $default := "user default reset on >%s ~* &* +@all" }}
+{{- range .Values.redis.disabledCommands }}{{ $default = printf "%s -%s" $default . }}{{ end }}
+{{- $lines := list (printf "printf '%s\\n' \"$REDIS_PASSWORD\"" $default) }}
+{{- if .Values.keda.enabled }}
+{{- $keda := printf "user %s reset on >%%s resetchannels -@all +ping +hello +auth +select +eval +evalsha +type +llen +zcard +scard +hlen ~%s" .Values.redis.kedaUser.name (include "jobengine.queueKey" "*") }}
+{{- $lines = append $lines (printf "printf '%s\\n' \"$KEDA_PASSWORD\"" $keda) }}
+{{- end }}
+{{- printf "umask 077 && { %s; } > /run/redis/auth.conf && exec redis-server /etc/redis/redis.conf" (join "; " $lines) }}
 {{- end }}
