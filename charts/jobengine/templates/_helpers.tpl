@@ -8,17 +8,33 @@ KEDA always agree on it.
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+A name cut to .max characters (default 63, a DNS label) without two long names collapsing into
+one: a cut name ends in "-" and 8 hex characters of the sha256 of the whole name.
+(dict "name" string "max" int)
+*/}}
+{{- define "jobengine.safeName" -}}
+{{- $max := .max | default 63 | int }}
+{{- if gt (len .name) $max }}
+{{- printf "%s-%s" (trunc (sub $max 9 | int) .name | trimSuffix "-") (sha256sum .name | trunc 8) }}
+{{- else }}
+{{- .name }}
+{{- end }}
+{{- end }}
+
+{{/*
+At most 47 characters, so that every fixed suffix the chart appends (the longest is
+"-test-submit-job", 16) keeps a name within 63.
+*/}}
 {{- define "jobengine.fullname" -}}
+{{- $full := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- $full = .Values.fullnameOverride }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $full = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) }}
 {{- end }}
-{{- end }}
+{{- include "jobengine.safeName" (dict "name" $full "max" 47) }}
 {{- end }}
 
 {{- define "jobengine.chart" -}}
@@ -78,16 +94,16 @@ jobengine.io/pool: {{ . }}
 {{- end }}
 
 {{- define "jobengine.apiName" -}}
-{{- printf "%s-api" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-api" (include "jobengine.fullname" .) }}
 {{- end }}
 
 {{/* Name of a worker pool's Deployment, ScaledObject, HPA and PDB: (dict "root" $ "pool" name) */}}
 {{- define "jobengine.workerName" -}}
-{{- printf "%s-worker-%s" (include "jobengine.fullname" .root) .pool | trunc 63 | trimSuffix "-" }}
+{{- include "jobengine.safeName" (dict "name" (printf "%s-worker-%s" (include "jobengine.fullname" .root) .pool)) }}
 {{- end }}
 
 {{- define "jobengine.configName" -}}
-{{- printf "%s-config" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-config" (include "jobengine.fullname" .) }}
 {{- end }}
 
 {{/*

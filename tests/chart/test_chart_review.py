@@ -1,0 +1,51 @@
+"""The rest of the chart review (issue 15): names, probes, rollouts, secrets, ServiceAccounts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import yaml
+
+from .conftest import CHART, KUBERNETES_VERSION, NAMESPACE, RenderError, run_helm
+
+LONG_RELEASE = "r" * 47  # helm allows 53; 47 made a 72-character Service name before
+POOL_A = "p" * 29 + "a"  # the longest pool names the schema allows, equal but for the last character
+POOL_B = "p" * 29 + "b"
+
+
+def render_release(helm: str, release: str, *args: str) -> list[dict[str, Any]]:
+    proc = run_helm(helm, "template", release, str(CHART), "--namespace", NAMESPACE,
+                    "--kube-version", KUBERNETES_VERSION, *args)
+    if proc.returncode != 0:
+        raise RenderError(proc.stderr)
+    return [o for o in yaml.safe_load_all(proc.stdout) if o]
+
+
+def two_long_pools() -> list[str]:
+    return ["--set", f"workerPools.{POOL_A}.queues={{a}}", "--set", f"workerPools.{POOL_B}.queues={{b}}"]
+
+
+def test_every_name_fits_a_dns_label_with_a_long_release(helm: str) -> None:
+    for extra in ([], ["-f", str(CHART / "ci/monitoring-values.yaml")], ["-f", str(CHART / "ci/keda-values.yaml")]):
+        objects = render_release(helm, LONG_RELEASE, *extra, *two_long_pools())
+        too_long = [(o["kind"], o["metadata"]["name"]) for o in objects if len(o["metadata"]["name"]) > 63]
+        assert not too_long, too_long
+        names = Counter((o["kind"], o["metadata"]["name"]) for o in objects)
+        assert all(n == 1 for n in names.values()), [k for k, n in names.items() if n > 1]
+
+
+def test_two_long_pools_never_collapse_to_one_name(helm: str) -> None:
+    objects = render_release(helm, LONG_RELEASE, *two_long_pools())
+    workers = [o for o in objects if o["kind"] == "Deployment"
+               and o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+    names = {o["metadata"]["labels"]["jobengine.io/pool"]: o["metadata"]["name"] for o in workers}
+    assert set(names) >= {POOL_A, POOL_B}
+    assert names[POOL_A] != names[POOL_B]
+    assert all(len(n) <= 63 for n in names.values())
+
+
+def test_short_names_are_unchanged(helm: str) -> None:
+    """Releases that fitted keep their names (a rename would orphan the Redis volume)."""
+    objects = render_release(helm, "rel")
+    assert {"rel-jobengine-api", "rel-jobengine-redis"} <= {o["metadata"]["name"] for o in objects}
