@@ -49,3 +49,34 @@ def test_short_names_are_unchanged(helm: str) -> None:
     """Releases that fitted keep their names (a rename would orphan the Redis volume)."""
     objects = render_release(helm, "rel")
     assert {"rel-jobengine-api", "rel-jobengine-redis"} <= {o["metadata"]["name"] for o in objects}
+
+
+# ---------------- API rollouts ----------------
+
+def api_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api"))["spec"]["template"]["spec"]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def test_api_grace_period_is_derived_from_the_pause_and_the_longest_long_poll(helm: str) -> None:
+    for max_wait, pause in ((30, 5), (120, 10)):
+        spec = api_pod(render_release(helm, "rel", "--set", f"api.maxWaitSeconds={max_wait}",
+                                      "--set", f"api.preStop.seconds={pause}"))
+        container = spec["containers"][0]
+        env = env_of(container)
+        graceful = float(env["JOBENGINE_API_GRACEFUL_SHUTDOWN_SECONDS"])
+        assert float(env["JOBENGINE_MAX_WAIT_SECONDS"]) == max_wait
+        assert graceful >= max_wait  # a long-poll running at SIGTERM ends whole
+        assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": pause}}
+        assert spec["terminationGracePeriodSeconds"] > pause + graceful  # SIGKILL only after both
+
+
+def test_api_pre_stop_exec_for_clusters_before_1_30(helm: str) -> None:
+    spec = api_pod(render_release(helm, "rel", "--set", "api.preStop.mode=exec"))
+    command = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"] and "sleep(5)" in command[2]
+    spec = api_pod(render_release(helm, "rel", "--set", "api.preStop.mode=none"))
+    assert "lifecycle" not in spec["containers"][0]

@@ -153,6 +153,17 @@ mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
 {{- add (ceil .drainSeconds | int) (.terminationGraceMarginSeconds | int) }}
 {{- end }}
 
+{{/* uvicorn's graceful timeout of the api: the longest long-poll plus a margin for its answer. */}}
+{{- define "jobengine.api.gracefulSeconds" -}}
+{{- add (ceil .Values.api.maxWaitSeconds | int) (.Values.api.shutdown.extraSeconds | int) }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds of the api: the preStop pause, then the graceful timeout, then a margin. */}}
+{{- define "jobengine.api.gracePeriod" -}}
+{{- $pause := ternary 0 (.Values.api.preStop.seconds | int) (eq .Values.api.preStop.mode "none") }}
+{{- add $pause (include "jobengine.api.gracefulSeconds" . | int) (.Values.api.shutdown.marginSeconds | int) }}
+{{- end }}
+
 {{/* ---------------- Redis connection ---------------- */}}
 
 {{/* "true" when an external Redis is reached through Sentinel. */}}
