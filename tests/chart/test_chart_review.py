@@ -80,3 +80,30 @@ def test_api_pre_stop_exec_for_clusters_before_1_30(helm: str) -> None:
     assert command[:2] == ["python", "-c"] and "sleep(5)" in command[2]
     spec = api_pod(render_release(helm, "rel", "--set", "api.preStop.mode=none"))
     assert "lifecycle" not in spec["containers"][0]
+
+
+# ---------------- probes ----------------
+
+def test_worker_liveness_reads_the_loop_not_redis(helm: str) -> None:
+    for extra in ([], ["-f", str(CHART / "ci/scaledjob-values.yaml")]):
+        objects = render_release(helm, "rel", *extra)
+        pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+        pods += [o["spec"]["jobTargetRef"]["template"]["spec"] for o in objects if o["kind"] == "ScaledJob"]
+        workers = [(p, c) for p in pods for c in p["containers"] if c["name"] == "worker"]
+        assert workers
+        for pod, container in workers:
+            for kind in ("livenessProbe", "startupProbe"):
+                assert container[kind]["exec"]["command"] == ["jobengine-worker-health", "--live"], kind
+            if "readinessProbe" in container:  # readiness may ask Redis
+                assert container["readinessProbe"]["exec"]["command"] == ["jobengine-worker-health"]
+            path = env_of(container)["JOBENGINE_LIVENESS_FILE"]
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert path.startswith(mounts["tmp"] + "/")  # writable under the read-only root
+            assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == "tmp")
+
+
+def test_api_readiness_keeps_endpoints_through_a_redis_blip(helm: str) -> None:
+    container = api_pod(render_release(helm, "rel"))["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # the API answers its own 503s
+    container = api_pod(render_release(helm, "rel", "--set", "api.probes.readinessPath=/readyz"))["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

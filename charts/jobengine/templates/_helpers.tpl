@@ -164,6 +164,9 @@ mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
 {{- add $pause (include "jobengine.api.gracefulSeconds" . | int) (.Values.api.shutdown.marginSeconds | int) }}
 {{- end }}
 
+{{/* The worker's liveness file: on the /tmp emptyDir (the root filesystem is read-only). */}}
+{{- define "jobengine.worker.livenessFile" -}}/tmp/jobengine-worker-alive{{- end }}
+
 {{/* ---------------- Redis connection ---------------- */}}
 
 {{/* "true" when an external Redis is reached through Sentinel. */}}

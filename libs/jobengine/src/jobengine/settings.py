@@ -154,6 +154,15 @@ class Settings(BaseSettings):
         25.0, ge=0, description="On SIGTERM, how long running jobs may finish before they go back to their queue."
     )
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews its claim on running jobs.")
+    liveness_file: str | None = Field(
+        None, description="A file the worker touches from its main loop (also while Redis is away, and while a "
+        "job runs): `jobengine-worker-health --live` checks its age, so liveness never depends on Redis. "
+        "Unset: no file."
+    )
+    liveness_max_age_seconds: float = Field(
+        60.0, gt=0, description="`jobengine-worker-health --live` fails when JOBENGINE_LIVENESS_FILE is older: "
+        "the worker's loop is stuck."
+    )
     abandoned_after_seconds: float = Field(
         15.0, gt=0, description="A claim not renewed for this long means its worker died; its jobs are recovered."
     )
