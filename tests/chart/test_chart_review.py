@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import yaml
 
 from .conftest import CHART, KUBERNETES_VERSION, NAMESPACE, RenderError, run_helm
@@ -14,9 +15,10 @@ POOL_A = "p" * 29 + "a"  # the longest pool names the schema allows, equal but f
 POOL_B = "p" * 29 + "b"
 
 
-def render_release(helm: str, release: str, *args: str) -> list[dict[str, Any]]:
+def render_release(helm: str, release: str, *args: str, lookup_free: bool = True) -> list[dict[str, Any]]:
+    allow = ["--set", "secrets.generateWithoutLookup=true"] if lookup_free else []
     proc = run_helm(helm, "template", release, str(CHART), "--namespace", NAMESPACE,
-                    "--kube-version", KUBERNETES_VERSION, *args)
+                    "--kube-version", KUBERNETES_VERSION, *allow, *args)
     if proc.returncode != 0:
         raise RenderError(proc.stderr)
     return [o for o in yaml.safe_load_all(proc.stdout) if o]
@@ -107,3 +109,27 @@ def test_api_readiness_keeps_endpoints_through_a_redis_blip(helm: str) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # the API answers its own 503s
     container = api_pod(render_release(helm, "rel", "--set", "api.probes.readinessPath=/readyz"))["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+# ---------------- generated secrets ----------------
+
+def render_text(helm: str, *args: str) -> str:
+    proc = run_helm(helm, "template", "rel", str(CHART), "--namespace", NAMESPACE,
+                    "--kube-version", KUBERNETES_VERSION, *args)
+    if proc.returncode != 0:
+        raise RenderError(proc.stderr)
+    return proc.stdout
+
+
+def test_a_render_without_lookup_is_stable_or_refused(helm: str) -> None:
+    """helm template (as Argo CD and helmfile run it) cannot keep a generated secret: it refuses, naming
+    the one-time step; with the secrets given, two renders are identical."""
+    with pytest.raises(RenderError, match=r"(?s)redis.auth.*kubectl -n jobs create secret generic rel-redis-auth"):
+        render_text(helm)
+    with pytest.raises(RenderError, match=r"tests.enabled.*apiKeys.existingSecret"):
+        render_text(helm, "--set", "redis.auth.existingSecret=rel-redis-auth")
+    for given in (["--set", "redis.auth.existingSecret=rel-redis-auth", "--set", "apiKeys.existingSecret=keys"],
+                  ["--set", "redis.auth.existingSecret=rel-redis-auth", "--set", "tests.enabled=false"],
+                  ["--set", "redis.auth.password=p4ss", "--set", "apiKeys.enabled=false"],
+                  ["-f", str(CHART / "ci/external-redis-password-values.yaml"), "--set", "tests.enabled=false"]):
+        assert render_text(helm, *given) == render_text(helm, *given), given

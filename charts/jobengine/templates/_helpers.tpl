@@ -365,6 +365,31 @@ topologySpreadConstraints:
 {{- fail "workerPools: enable at least one pool, or no job will ever run" }}
 {{- end }}
 {{- include "jobengine.autoscaling.validate" . }}
+{{- include "jobengine.secrets.validate" . }}
+{{- end }}
+
+{{/*
+"true" when this render reads the cluster: `lookup` of the namespace's default ServiceAccount (every
+namespace has one) finds it. helm template, Argo CD and helmfile template get nothing from lookup.
+*/}}
+{{- define "jobengine.lookupWorks" -}}
+{{- if lookup "v1" "ServiceAccount" .Release.Namespace "default" }}true{{ end }}
+{{- end }}
+
+{{/*
+A generated secret (the Redis password, the helm test's key) is kept across upgrades only by lookup.
+Without it every render makes a new one (each sync of a GitOps tool would change the Redis password
+under running pods), so such a render fails and says how to provide the secret once.
+*/}}
+{{- define "jobengine.secrets.validate" -}}
+{{- if and (not .Values.secrets.generateWithoutLookup) (not (include "jobengine.lookupWorks" .)) }}
+{{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) (not .Values.redis.auth.password) }}
+{{- fail (printf "redis.auth: this render cannot read the cluster (helm template, Argo CD, helmfile template), so a generated Redis password would change on every render. Create it once:\n  kubectl -n %s create secret generic %s-redis-auth --from-literal=redis-password=$(openssl rand -hex 24)\nthen set redis.auth.existingSecret=%s-redis-auth (or set redis.auth.password; or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Release.Name) }}
+{{- end }}
+{{- if and .Values.apiKeys.enabled .Values.tests.enabled (not .Values.apiKeys.existingSecret) }}
+{{- fail (printf "tests.enabled: this render cannot read the cluster (helm template, Argo CD, helmfile template), so the helm test's generated API key would change on every render. Set tests.enabled=false, or keep the API keys in apiKeys.existingSecret (with the test's key under tests.apiKeySecretKey; jobengine-apikey makes one), or secrets.generateWithoutLookup=true for a throw-away render") }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* ---------------- API keys ---------------- */}}
