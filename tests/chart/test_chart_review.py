@@ -133,3 +133,30 @@ def test_a_render_without_lookup_is_stable_or_refused(helm: str) -> None:
                   ["--set", "redis.auth.password=p4ss", "--set", "apiKeys.enabled=false"],
                   ["-f", str(CHART / "ci/external-redis-password-values.yaml"), "--set", "tests.enabled=false"]):
         assert render_text(helm, *given) == render_text(helm, *given), given
+
+
+# ---------------- ServiceAccounts ----------------
+
+def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(component, pod spec) of every pod the chart renders."""
+    out = [(o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"], o["spec"]["template"]["spec"])
+           for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    out += [("worker", o["spec"]["jobTargetRef"]["template"]["spec"]) for o in objects if o["kind"] == "ScaledJob"]
+    out += [("test", o["spec"]) for o in objects if o["kind"] == "Pod"]
+    return out
+
+
+def test_one_service_account_per_component_and_no_automounted_token(helm: str) -> None:
+    for extra in ([], ["-f", str(CHART / "ci/keda-values.yaml")], ["-f", str(CHART / "ci/scaledjob-values.yaml")]):
+        objects = render_release(helm, "rel", *extra)
+        accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+        assert set(accounts) == {"rel-jobengine-api", "rel-jobengine-worker", "rel-jobengine-redis"}, extra
+        assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
+        expected = {"api": "rel-jobengine-api", "test": "rel-jobengine-api", "worker": "rel-jobengine-worker",
+                    "redis": "rel-jobengine-redis"}
+        for component, spec in pod_specs(objects):
+            assert spec["serviceAccountName"] == expected[component], (component, extra)
+            assert spec["automountServiceAccountToken"] is False, (component, extra)
+        # the pod-deletion-cost Role binds the workers' account, and no other
+        for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+            assert [s["name"] for s in binding["subjects"]] == ["rel-jobengine-worker"]

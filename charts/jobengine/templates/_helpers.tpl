@@ -76,12 +76,22 @@ jobengine.io/pool: {{ . }}
 {{- end }}
 {{- end }}
 
-{{- define "jobengine.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "jobengine.fullname" .) .Values.serviceAccount.name }}
+{{/*
+The ServiceAccount of one component (api, worker, redis): (dict "root" $ "component" "api"). The workers'
+is created whenever pod-deletion-cost binds its Role to it, so that Role never lands on "default".
+*/}}
+{{- define "jobengine.componentServiceAccountName" -}}
+{{- $given := index .root.Values.serviceAccount.names .component }}
+{{- if or .root.Values.serviceAccount.create (and (eq .component "worker") (include "jobengine.deletionCost.any" .root)) }}
+{{- default (printf "%s-%s" (include "jobengine.fullname" .root) .component) $given }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- default "default" $given }}
 {{- end }}
+{{- end }}
+
+{{/* The Redis pod's ServiceAccount (called with the root context by templates/redis/statefulset.yaml). */}}
+{{- define "jobengine.serviceAccountName" -}}
+{{- include "jobengine.componentServiceAccountName" (dict "root" . "component" "redis") }}
 {{- end }}
 
 {{/* repository:tag or repository@digest; tag defaults to the appVersion: (dict "image" .. "root" $) */}}
@@ -461,7 +471,7 @@ Refuses the pool settings that lose work (docs/kubernetes.md, "Autoscaling"):
 
 {{/* The workers' own ServiceAccount, the only one allowed to patch pods (pod-deletion-cost). */}}
 {{- define "jobengine.deletionCost.serviceAccountName" -}}
-{{- printf "%s-worker" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "jobengine.componentServiceAccountName" (dict "root" . "component" "worker") }}
 {{- end }}
 
 {{- define "jobengine.deletionCost.tokenDir" -}}/var/run/secrets/kubernetes.io/serviceaccount{{- end }}
@@ -472,11 +482,10 @@ workers' ServiceAccount and, in place of the automounted token, a projected one-
 only the worker container mounts.
 */}}
 {{- define "jobengine.deletionCost.podSpec" -}}
+serviceAccountName: {{ include "jobengine.componentServiceAccountName" (dict "root" .root "component" "worker") }}
 {{- if and (ne .pool.autoscaling.mode "scaledJob") .pool.autoscaling.podDeletionCost.enabled }}
-serviceAccountName: {{ include "jobengine.deletionCost.serviceAccountName" .root }}
 automountServiceAccountToken: false
 {{- else }}
-serviceAccountName: {{ include "jobengine.serviceAccountName" .root }}
 automountServiceAccountToken: {{ .root.Values.serviceAccount.automountServiceAccountToken }}
 {{- end }}
 {{- end }}
