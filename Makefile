@@ -95,7 +95,8 @@ test-containers: venv tools ## Build the images, run the rendered chart's pods a
 
 .PHONY: deploy
 deploy: tools ## helm upgrade --install the chart into the kind cluster with k8s/values-kind.yaml
-	$(HELM) upgrade --install jobengine $(CHART) --namespace $(KUBE_NAMESPACE) --create-namespace \
+	$(KUBECTL) create namespace $(KUBE_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -  # before the render: its lookup keeps the generated secrets
+	$(HELM) upgrade --install jobengine $(CHART) --namespace $(KUBE_NAMESPACE) \
 	  -f k8s/values-kind.yaml --set api.image.tag=$(IMAGE_TAG) --set worker.image.tag=$(IMAGE_TAG) --wait --timeout 5m
 
 .PHONY: e2e

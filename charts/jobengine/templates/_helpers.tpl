@@ -379,11 +379,12 @@ topologySpreadConstraints:
 {{- end }}
 
 {{/*
-"true" when this render reads the cluster: `lookup` of the namespace's default ServiceAccount (every
-namespace has one) finds it. helm template, Argo CD and helmfile template get nothing from lookup.
+"true" when this render reads the cluster: `lookup` finds the release's namespace (the view, edit and
+admin roles may read it). helm template, Argo CD and helmfile template get nothing from lookup; nor does
+`helm install --create-namespace`, which renders before it creates the namespace: create it first.
 */}}
 {{- define "jobengine.lookupWorks" -}}
-{{- if lookup "v1" "ServiceAccount" .Release.Namespace "default" }}true{{ end }}
+{{- if lookup "v1" "Namespace" "" .Release.Namespace }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -394,7 +395,7 @@ under running pods), so such a render fails and says how to provide the secret o
 {{- define "jobengine.secrets.validate" -}}
 {{- if and (not .Values.secrets.generateWithoutLookup) (not (include "jobengine.lookupWorks" .)) }}
 {{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) (not .Values.redis.auth.password) }}
-{{- fail (printf "redis.auth: this render cannot read the cluster (helm template, Argo CD, helmfile template), so a generated Redis password would change on every render. Create it once:\n  kubectl -n %s create secret generic %s-redis-auth --from-literal=redis-password=$(openssl rand -hex 24)\nthen set redis.auth.existingSecret=%s-redis-auth (or set redis.auth.password; or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Release.Name) }}
+{{- fail (printf "redis.auth: this render cannot read the cluster (helm template, Argo CD, helmfile template), so a generated Redis password would change on every render (helm install --create-namespace too: create the namespace first). Or create the password once:\n  kubectl -n %s create secret generic %s-redis-auth --from-literal=redis-password=$(openssl rand -hex 24)\nthen set redis.auth.existingSecret=%s-redis-auth (or set redis.auth.password; or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Release.Name) }}
 {{- end }}
 {{- if and .Values.apiKeys.enabled .Values.tests.enabled (not .Values.apiKeys.existingSecret) }}
 {{- fail (printf "tests.enabled: this render cannot read the cluster (helm template, Argo CD, helmfile template), so the helm test's generated API key would change on every render. Set tests.enabled=false, or keep the API keys in apiKeys.existingSecret (with the test's key under tests.apiKeySecretKey; jobengine-apikey makes one), or secrets.generateWithoutLookup=true for a throw-away render") }}
