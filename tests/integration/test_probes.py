@@ -64,3 +64,29 @@ def test_api_stays_ready_and_answers_503_with_retry_after_while_redis_is_away(
         assert resp.status_code == 503 and int(resp.headers["Retry-After"]) >= 1, resp.text
     finally:
         redis_server.start()
+
+
+def test_liveness_holds_while_a_job_outlasts_the_maximum_age(
+        start_worker, start_api, redis_url: str, r, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A job longer than JOBENGINE_LIVENESS_MAX_AGE_SECONDS: the worker supervises it in its loop, which keeps
+    touching the file, so liveness never restarts a busy worker."""
+    from tests.support.gated import open_gate
+
+    from .test_api_jobs import ended, gated, submit, wait_status
+
+    alive = tmp_path / "alive"
+    start_worker(JOBENGINE_LIVENESS_FILE=str(alive), JOBENGINE_LIVENESS_MAX_AGE_SECONDS=str(MAX_AGE))
+    api = start_api()
+    job_id = submit(api, gated(redis_url))
+    wait_status(api, job_id, "started")
+    started = os.stat(alive).st_mtime
+    wait_until(lambda: os.stat(alive).st_mtime > started + MAX_AGE + 0.5, timeout=30,
+               message="the liveness file to be touched while the job runs")
+    assert probe(redis_url, alive, "--live").returncode == 0
+    assert get_status(api, job_id) == "started"  # the job was still running
+    open_gate(r, job_id)
+    assert ended(api, job_id)["status"] == "finished"
+
+
+def get_status(api, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    return api.client.get(f"/v1/jobs/{job_id}").json()["status"]  # type: ignore[no-any-return]
