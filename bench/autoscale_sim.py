@@ -69,7 +69,7 @@ def find_helm() -> str:
 def render(chart: Path, values: dict[str, Any], helm: str | None = None) -> list[dict[str, Any]]:
     """`helm template` of chart with values; the objects."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-        yaml.safe_dump(values, f)
+        yaml.safe_dump({"secrets": {"generateWithoutLookup": True}, **values}, f)  # helm template: no lookup
         f.flush()
         proc = subprocess.run([helm or find_helm(), "template", "rel", str(chart), "--namespace", "jobs", "-f", f.name],
                               capture_output=True, text=True, timeout=120, check=False)

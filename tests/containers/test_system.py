@@ -121,9 +121,10 @@ def test_platform_team_installs_its_jobs_from_the_worker_image(images: dict[str,
 
 BROKEN = {
     # A wrong env name: $(REDIS_PASSWD) is no variable of the container, so Kubernetes passes it on
-    # literally and the API authenticates to Redis with a wrong password.
+    # literally and the API authenticates to Redis with a wrong password. Its readiness (/healthz) does not
+    # ask Redis (a Redis blip must not empty the Service): the first submit gets the API's own 503.
     "wrong-env-name": (["--set-json", 'api.extraEnv=[{"name": "JOBENGINE_REDIS_URL", "value": '
-                        '"redis://:$(REDIS_PASSWD)@rel-jobengine-redis.jobs.svc:6379/0"}]'], "AuthenticationError"),
+                        '"redis://:$(REDIS_PASSWD)@rel-jobengine-redis.jobs.svc:6379/0"}]'], "Redis is unreachable"),
     # A path that is writable in the image but not under a read-only root: Redis cannot create its AOF.
     "path-on-read-only-root": (["--set", "redis.extraConfig=dir /var/tmp"], "Read-only file system"),
 }

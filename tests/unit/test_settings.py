@@ -41,3 +41,10 @@ def test_declared_queues_are_a_comma_list(monkeypatch):
     assert Settings().queues_declared == ["reports", "exports"]
     monkeypatch.setenv("JOBENGINE_QUEUES_DECLARED", "")
     assert Settings().queues_declared == []
+
+
+def test_the_api_graceful_timeout_outlasts_the_longest_long_poll() -> None:
+    assert Settings(max_wait_seconds=40).graceful_shutdown_seconds == 45  # default: max wait + 5
+    assert Settings(max_wait_seconds=40, api_graceful_shutdown_seconds=60).graceful_shutdown_seconds == 60
+    with pytest.raises(ValueError, match="JOBENGINE_MAX_WAIT_SECONDS"):
+        Settings(max_wait_seconds=40, api_graceful_shutdown_seconds=20)

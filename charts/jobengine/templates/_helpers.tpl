@@ -8,17 +8,33 @@ KEDA always agree on it.
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+A name cut to .max characters (default 63, a DNS label) without two long names collapsing into
+one: a cut name ends in "-" and 8 hex characters of the sha256 of the whole name.
+(dict "name" string "max" int)
+*/}}
+{{- define "jobengine.safeName" -}}
+{{- $max := .max | default 63 | int }}
+{{- if gt (len .name) $max }}
+{{- printf "%s-%s" (trunc (sub $max 9 | int) .name | trimSuffix "-") (sha256sum .name | trunc 8) }}
+{{- else }}
+{{- .name }}
+{{- end }}
+{{- end }}
+
+{{/*
+At most 47 characters, so that every fixed suffix the chart appends (the longest is
+"-test-submit-job", 16) keeps a name within 63.
+*/}}
 {{- define "jobengine.fullname" -}}
+{{- $full := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- $full = .Values.fullnameOverride }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $full = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) }}
 {{- end }}
-{{- end }}
+{{- include "jobengine.safeName" (dict "name" $full "max" 47) }}
 {{- end }}
 
 {{- define "jobengine.chart" -}}
@@ -60,12 +76,22 @@ jobengine.io/pool: {{ . }}
 {{- end }}
 {{- end }}
 
-{{- define "jobengine.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "jobengine.fullname" .) .Values.serviceAccount.name }}
+{{/*
+The ServiceAccount of one component (api, worker, redis): (dict "root" $ "component" "api"). The workers'
+is created whenever pod-deletion-cost binds its Role to it, so that Role never lands on "default".
+*/}}
+{{- define "jobengine.componentServiceAccountName" -}}
+{{- $given := index .root.Values.serviceAccount.names .component }}
+{{- if or .root.Values.serviceAccount.create (and (eq .component "worker") (include "jobengine.deletionCost.any" .root)) }}
+{{- default (printf "%s-%s" (include "jobengine.fullname" .root) .component) $given }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- default "default" $given }}
 {{- end }}
+{{- end }}
+
+{{/* The Redis pod's ServiceAccount (called with the root context by templates/redis/statefulset.yaml). */}}
+{{- define "jobengine.serviceAccountName" -}}
+{{- include "jobengine.componentServiceAccountName" (dict "root" . "component" "redis") }}
 {{- end }}
 
 {{/* repository:tag or repository@digest; tag defaults to the appVersion: (dict "image" .. "root" $) */}}
@@ -78,16 +104,16 @@ jobengine.io/pool: {{ . }}
 {{- end }}
 
 {{- define "jobengine.apiName" -}}
-{{- printf "%s-api" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-api" (include "jobengine.fullname" .) }}
 {{- end }}
 
 {{/* Name of a worker pool's Deployment, ScaledObject, HPA and PDB: (dict "root" $ "pool" name) */}}
 {{- define "jobengine.workerName" -}}
-{{- printf "%s-worker-%s" (include "jobengine.fullname" .root) .pool | trunc 63 | trimSuffix "-" }}
+{{- include "jobengine.safeName" (dict "name" (printf "%s-worker-%s" (include "jobengine.fullname" .root) .pool)) }}
 {{- end }}
 
 {{- define "jobengine.configName" -}}
-{{- printf "%s-config" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-config" (include "jobengine.fullname" .) }}
 {{- end }}
 
 {{/*
@@ -136,6 +162,20 @@ mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
 {{- define "jobengine.workerGracePeriod" -}}
 {{- add (ceil .drainSeconds | int) (.terminationGraceMarginSeconds | int) }}
 {{- end }}
+
+{{/* uvicorn's graceful timeout of the api: the longest long-poll plus a margin for its answer. */}}
+{{- define "jobengine.api.gracefulSeconds" -}}
+{{- add (ceil .Values.api.maxWaitSeconds | int) (.Values.api.shutdown.extraSeconds | int) }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds of the api: the preStop pause, then the graceful timeout, then a margin. */}}
+{{- define "jobengine.api.gracePeriod" -}}
+{{- $pause := ternary 0 (.Values.api.preStop.seconds | int) (eq .Values.api.preStop.mode "none") }}
+{{- add $pause (include "jobengine.api.gracefulSeconds" . | int) (.Values.api.shutdown.marginSeconds | int) }}
+{{- end }}
+
+{{/* The worker's liveness file: on the /tmp emptyDir (the root filesystem is read-only). */}}
+{{- define "jobengine.worker.livenessFile" -}}/tmp/jobengine-worker-alive{{- end }}
 
 {{/* ---------------- Redis connection ---------------- */}}
 
@@ -335,6 +375,32 @@ topologySpreadConstraints:
 {{- fail "workerPools: enable at least one pool, or no job will ever run" }}
 {{- end }}
 {{- include "jobengine.autoscaling.validate" . }}
+{{- include "jobengine.secrets.validate" . }}
+{{- end }}
+
+{{/*
+"true" when this render reads the cluster: `lookup` finds the release's namespace (the view, edit and
+admin roles may read it). helm template, Argo CD and helmfile template get nothing from lookup; nor does
+`helm install --create-namespace`, which renders before it creates the namespace: create it first.
+*/}}
+{{- define "jobengine.lookupWorks" -}}
+{{- if lookup "v1" "Namespace" "" .Release.Namespace }}true{{ end }}
+{{- end }}
+
+{{/*
+A generated secret (the Redis password, the helm test's key) is kept across upgrades only by lookup.
+Without it every render makes a new one (each sync of a GitOps tool would change the Redis password
+under running pods), so such a render fails and says how to provide the secret once.
+*/}}
+{{- define "jobengine.secrets.validate" -}}
+{{- if and (not .Values.secrets.generateWithoutLookup) (not (include "jobengine.lookupWorks" .)) }}
+{{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) (not .Values.redis.auth.password) }}
+{{- fail (printf "redis.auth: this render cannot read the cluster (helm template, Argo CD, helmfile template), so a generated Redis password would change on every render (helm install --create-namespace too: create the namespace first). Or create the password once:\n  kubectl -n %s create secret generic %s-redis-auth --from-literal=redis-password=$(openssl rand -hex 24)\nthen set redis.auth.existingSecret=%s-redis-auth (or set redis.auth.password; or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Release.Name) }}
+{{- end }}
+{{- if and .Values.apiKeys.enabled .Values.tests.enabled (not .Values.apiKeys.existingSecret) }}
+{{- fail (printf "tests.enabled: this render cannot read the cluster (helm template, Argo CD, helmfile template), so the helm test's generated API key would change on every render. Set tests.enabled=false, or keep the API keys in apiKeys.existingSecret (with the test's key under tests.apiKeySecretKey; jobengine-apikey makes one), or secrets.generateWithoutLookup=true for a throw-away render") }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* ---------------- API keys ---------------- */}}
@@ -406,7 +472,7 @@ Refuses the pool settings that lose work (docs/kubernetes.md, "Autoscaling"):
 
 {{/* The workers' own ServiceAccount, the only one allowed to patch pods (pod-deletion-cost). */}}
 {{- define "jobengine.deletionCost.serviceAccountName" -}}
-{{- printf "%s-worker" (include "jobengine.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- include "jobengine.componentServiceAccountName" (dict "root" . "component" "worker") }}
 {{- end }}
 
 {{- define "jobengine.deletionCost.tokenDir" -}}/var/run/secrets/kubernetes.io/serviceaccount{{- end }}
@@ -417,11 +483,10 @@ workers' ServiceAccount and, in place of the automounted token, a projected one-
 only the worker container mounts.
 */}}
 {{- define "jobengine.deletionCost.podSpec" -}}
+serviceAccountName: {{ include "jobengine.componentServiceAccountName" (dict "root" .root "component" "worker") }}
 {{- if and (ne .pool.autoscaling.mode "scaledJob") .pool.autoscaling.podDeletionCost.enabled }}
-serviceAccountName: {{ include "jobengine.deletionCost.serviceAccountName" .root }}
 automountServiceAccountToken: false
 {{- else }}
-serviceAccountName: {{ include "jobengine.serviceAccountName" .root }}
 automountServiceAccountToken: {{ .root.Values.serviceAccount.automountServiceAccountToken }}
 {{- end }}
 {{- end }}

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         "as jobs are submitted); the jobs themselves keep their own TTLs. 0: never trimmed."
     )
     max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
+    api_graceful_shutdown_seconds: float | None = Field(
+        None, gt=0, description="After SIGTERM the API stops accepting connections and lets open requests finish "
+        "this long (uvicorn's graceful timeout); at least JOBENGINE_MAX_WAIT_SECONDS, so a long-poll ends whole. "
+        "Unset: JOBENGINE_MAX_WAIT_SECONDS + 5."
+    )
     # Backpressure (docs/guarantees.md, section Backpressure): checked inside the enqueue script
     max_queue_backlog: int = Field(
         0, ge=0, description="Submissions to a queue holding this many waiting jobs get 429 + Retry-After; 0: no limit."
@@ -149,6 +154,15 @@ class Settings(BaseSettings):
         25.0, ge=0, description="On SIGTERM, how long running jobs may finish before they go back to their queue."
     )
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews its claim on running jobs.")
+    liveness_file: str | None = Field(
+        None, description="A file the worker touches from its main loop (also while Redis is away, and while a "
+        "job runs): `jobengine-worker-health --live` checks its age, so liveness never depends on Redis. "
+        "Unset: no file."
+    )
+    liveness_max_age_seconds: float = Field(
+        60.0, gt=0, description="`jobengine-worker-health --live` fails when JOBENGINE_LIVENESS_FILE is older: "
+        "the worker's loop is stuck."
+    )
     abandoned_after_seconds: float = Field(
         15.0, gt=0, description="A claim not renewed for this long means its worker died; its jobs are recovered."
     )
@@ -179,6 +193,13 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return self.env != "development"
         return self.auth == "on"
+
+    @property
+    def graceful_shutdown_seconds(self) -> float:
+        """uvicorn's graceful timeout: the setting, else the longest long-poll plus 5 s."""
+        if self.api_graceful_shutdown_seconds is not None:
+            return self.api_graceful_shutdown_seconds
+        return self.max_wait_seconds + 5.0
 
     @field_validator("redis_url")
     @classmethod
@@ -211,6 +232,14 @@ class Settings(BaseSettings):
     def _metrics_apart(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
         if value and value == info.data.get("api_port"):
             raise ValueError("must differ from JOBENGINE_API_PORT (/metrics is kept off the API port)")
+        return value
+
+    @field_validator("api_graceful_shutdown_seconds")
+    @classmethod
+    def _graceful_outlasts_long_poll(cls, value: float | None, info) -> float | None:  # type: ignore[no-untyped-def]
+        longest = info.data.get("max_wait_seconds")
+        if value is not None and longest is not None and value < longest:
+            raise ValueError("must be at least JOBENGINE_MAX_WAIT_SECONDS (a rollout would cut long-polls)")
         return value
 
     @field_validator("abandoned_after_seconds")

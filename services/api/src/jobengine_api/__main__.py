@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from jobengine import tracing
@@ -28,7 +30,7 @@ def main() -> None:
         access_log=False,  # HTTP metrics cover it; a log line per request costs throughput
         log_config=None,  # keep our JSON logging
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
     )
 
 

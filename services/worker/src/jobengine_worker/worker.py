@@ -85,6 +85,7 @@ class Worker(Supervision):
         self.next_recover = 0.0
         self.redis_backoff = 0.0
         self._last_delay = 0.05
+        self._alive_touched = -math.inf  # monotonic time the liveness file was last touched
         self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
         metrics.init_worker_series(self.queues, [(name, catalog[name].queue) for name in catalog.names()])
@@ -106,6 +107,7 @@ class Worker(Supervision):
 
     def run(self) -> None:
         self.install_signal_handlers()
+        self.touch_alive()
         self._retrying(self.register)
         self.executor = self.spawn_executor()
         threading.Thread(target=listen_for_commands, name="commands", daemon=True,
@@ -198,10 +200,24 @@ class Worker(Supervision):
             assert current is not None
             self.request_cancel(current.id)
 
+    def touch_alive(self) -> None:
+        """Touch the liveness file (at most once a second): proof that the loop runs, Redis or not."""
+        path = self.settings.liveness_file
+        now = time.monotonic()
+        if not path or now - self._alive_touched < 1.0:
+            return
+        self._alive_touched = now
+        try:
+            with open(path, "a"):
+                os.utime(path)
+        except OSError as exc:  # a path that is not writable: the probe fails and says why
+            log.warning("cannot touch the liveness file", extra={"path": path, "error": repr(exc)})
+
     def maintenance(self) -> None:
         """Heartbeat, due scheduled jobs and recovery of dead workers' jobs, each when due. A Redis error
         backs all off; an error reply of a script (a key of the wrong type, say) backs off that script alone,
-        never ends the worker."""
+        never ends the worker. Called from the loop and while a job runs: it touches the liveness file."""
+        self.touch_alive()
         now = time.monotonic()
         if now < self.redis_backoff:
             return
@@ -265,6 +281,7 @@ class Worker(Supervision):
             except TRANSIENT_ERRORS as exc:
                 if self.state.stopping:
                     raise SystemExit(0) from exc
+                self.touch_alive()  # waiting for Redis at start-up is alive, not stuck
                 self.redis_error(exc)
                 time.sleep(max(0.0, self.redis_backoff - time.monotonic()))
 
