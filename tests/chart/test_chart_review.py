@@ -131,8 +131,14 @@ def test_a_render_without_lookup_is_stable_or_refused(helm: str) -> None:
     for given in (["--set", "redis.auth.existingSecret=rel-redis-auth", "--set", "apiKeys.existingSecret=keys"],
                   ["--set", "redis.auth.existingSecret=rel-redis-auth", "--set", "tests.enabled=false"],
                   ["--set", "redis.auth.password=p4ss", "--set", "apiKeys.enabled=false"],
-                  ["-f", str(CHART / "ci/external-redis-password-values.yaml"), "--set", "tests.enabled=false"]):
+                  ["-f", str(CHART / "ci/external-redis-password-values.yaml"), "--set", "tests.enabled=false"],
+                  ["-f", str(CHART / "ci/keda-values.yaml"), "--set", "redis.auth.existingSecret=rel-redis-auth",
+                   "--set", "redis.kedaUser.existingSecret=rel-redis-keda", "--set", "tests.enabled=false"]):
         assert render_text(helm, *given) == render_text(helm, *given), given
+    # KEDA's own Redis user (its generated password is kept only by lookup too)
+    with pytest.raises(RenderError, match=r"(?s)redis.kedaUser.*create secret generic rel-redis-keda"):
+        render_text(helm, "-f", str(CHART / "ci/keda-values.yaml"), "--set", "redis.auth.existingSecret=rel-redis-auth",
+                    "--set", "tests.enabled=false")
 
 
 # ---------------- ServiceAccounts ----------------

@@ -397,6 +397,9 @@ under running pods), so such a render fails and says how to provide the secret o
 {{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) (not .Values.redis.auth.password) }}
 {{- fail (printf "redis.auth: this render cannot read the cluster (helm template, Argo CD, helmfile template), so a generated Redis password would change on every render (helm install --create-namespace too: create the namespace first). Or create the password once:\n  kubectl -n %s create secret generic %s-redis-auth --from-literal=redis-password=$(openssl rand -hex 24)\nthen set redis.auth.existingSecret=%s-redis-auth (or set redis.auth.password; or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Release.Name) }}
 {{- end }}
+{{- if and .Values.redis.enabled .Values.keda.enabled (not .Values.redis.kedaUser.existingSecret) }}
+{{- fail (printf "redis.kedaUser: this render cannot read the cluster (helm template, Argo CD, helmfile template), so KEDA's generated Redis password would change on every render. Create it once:\n  kubectl -n %s create secret generic %s-redis-keda --from-literal=%s=$(openssl rand -hex 24)\nthen set redis.kedaUser.existingSecret=%s-redis-keda (or secrets.generateWithoutLookup=true for a throw-away render)" .Release.Namespace .Release.Name .Values.redis.kedaUser.existingSecretPasswordKey .Release.Name) }}
+{{- end }}
 {{- if and .Values.apiKeys.enabled .Values.tests.enabled (not .Values.apiKeys.existingSecret) }}
 {{- fail (printf "tests.enabled: this render cannot read the cluster (helm template, Argo CD, helmfile template), so the helm test's generated API key would change on every render. Set tests.enabled=false, or keep the API keys in apiKeys.existingSecret (with the test's key under tests.apiKeySecretKey; jobengine-apikey makes one), or secrets.generateWithoutLookup=true for a throw-away render") }}
 {{- end }}
