@@ -18,6 +18,7 @@ import redis
 
 from jobengine.redis_conn import EmbeddedRedis, free_port, sync_client
 from jobengine.settings import Settings
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # The API runs with authentication on (as in production); its test client sends this key, of
@@ -219,12 +220,6 @@ def worker(start_worker) -> Proc:  # type: ignore[no-untyped-def]
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll until predicate() is truthy; returns its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(interval)
+    """Poll until predicate() is truthy; returns its value (tests/support/wait.py's wait_until, with the
+    defaults the older tests were written for)."""
+    return wait_until(predicate, timeout=timeout, interval=interval, message=message)
