@@ -19,19 +19,19 @@ from bench.autoscale_sim import (
     Simulation,
     chart_values,
     evaluate_formula,
-    find_helm,
     merge,
     pool_from_objects,
     render,
     simulate,
 )
+from tests.chart.conftest import find_helm as chart_helm
 
 SHORT = {"steady": 1800, "bursty": 1500, "long-jobs": 3600, "several-queues": 1500}
 
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    return find_helm()
+    return chart_helm()  # fetches helm into .tools/bin when a fresh clone has none (bench's find_helm only looks)
 
 
 def fixed_pool(trace_name: str, over: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
