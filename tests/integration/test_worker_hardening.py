@@ -121,18 +121,24 @@ class LoseFirstReply:
         return reply
 
 
-def test_the_worker_retries_a_claim_whose_reply_was_lost_without_claiming_twice(r, producer, redis_url,  # noqa: F811
-                                                                                  monkeypatch):
+def worker_whose_claim_reply_was_lost(producer, redis_url: str, monkeypatch, jobs: int):  # type: ignore[no-untyped-def]  # noqa: F811
+    """(ids of `jobs` waiting jobs, an in-process Worker whose first claim of 2 ran in Redis but lost its reply)."""
     from jobengine_worker.worker import Worker
 
     monkeypatch.setenv("JOBENGINE_REDIS_URL", redis_url)
     monkeypatch.setenv("JOBENGINE_METRICS_PORT", "0")
-    ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(4)])
+    ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(jobs)])
     worker = Worker(Settings(queues=["default"]), discover(["tests.support.jobs"]))
     worker.scripts = dataclasses.replace(worker.scripts, claim=LoseFirstReply(worker.scripts.claim))
     worker.claim_size = 2
     assert worker.claim() is None  # claimed in Redis, the reply lost
     worker.redis_backoff = 0.0
+    return ids, worker
+
+
+def test_the_worker_retries_a_claim_whose_reply_was_lost_without_claiming_twice(r, producer, redis_url,  # noqa: F811
+                                                                                  monkeypatch):
+    ids, worker = worker_whose_claim_reply_was_lost(producer, redis_url, monkeypatch, 4)
     batch = worker.claim()  # sent again, saying so
     assert batch is not None and sorted(job.id for job in batch) == sorted(ids[:2])
     assert r.llen("rq:queue:default") == 2 and r.zcard("rq:wip:default") == 2
@@ -142,16 +148,7 @@ def test_the_worker_retries_a_claim_whose_reply_was_lost_without_claiming_twice(
 
 def test_a_worker_stopping_gives_back_the_jobs_of_a_claim_whose_reply_was_lost(r, producer, redis_url,  # noqa: F811
                                                                               monkeypatch):
-    from jobengine_worker.worker import Worker
-
-    monkeypatch.setenv("JOBENGINE_REDIS_URL", redis_url)
-    monkeypatch.setenv("JOBENGINE_METRICS_PORT", "0")
-    ids = producer.submit_many([JobSpec("echo", {"message": str(i)}) for i in range(3)])
-    worker = Worker(Settings(queues=["default"]), discover(["tests.support.jobs"]))
-    worker.scripts = dataclasses.replace(worker.scripts, claim=LoseFirstReply(worker.scripts.claim))
-    worker.claim_size = 2
-    assert worker.claim() is None  # claimed in Redis, the reply lost
-    worker.redis_backoff = 0.0
+    ids, worker = worker_whose_claim_reply_was_lost(producer, redis_url, monkeypatch, 3)
     worker.shutdown()  # as after a stop signal
     assert sorted(r.lrange("rq:queue:default", 0, -1)) == sorted(j.encode() for j in ids)
     assert r.zcard("rq:wip:default") == 0
