@@ -3,6 +3,8 @@
 Runs with the API image's Python (standard library only). Exit 0 only when the job finished
 with the expected primes. Usage: python helm-test.py http://api-service:80 [timeout_seconds]
 The API key (scopes submit and read) comes from JOBENGINE_TEST_API_KEY; unset: no Authorization.
+The key is revoked when the test ends, passed or failed (POST /v1/keys/self:revoke), so no standing
+credential is left behind; `python -m jobengine_api.apikey_cli unrevoke helm-test` arms it for another run.
 """
 
 import json
@@ -28,6 +30,22 @@ def call(method, path, body=None):
         return response.status, json.loads(response.read() or b"null")
 
 
+def revoke_key():
+    """End the test key's life (the API refuses it from now on, in every process)."""
+    if not os.environ.get("JOBENGINE_TEST_API_KEY"):
+        return
+    try:
+        call("POST", "/v1/keys/self:revoke")
+        print("test key revoked")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:  # 401: refused already, nothing to revoke
+            print(f"WARNING: the test key could not be revoked ({exc}): revoke it with "
+                  "`python -m jobengine_api.apikey_cli revoke helm-test`")
+    except (urllib.error.URLError, ConnectionError) as exc:  # (HTTPError is a URLError)
+        print(f"WARNING: the test key could not be revoked ({exc}): revoke it with "
+              "`python -m jobengine_api.apikey_cli revoke helm-test`")
+
+
 def main():
     while True:  # the API may still be rolling out
         try:
@@ -35,8 +53,10 @@ def main():
             break
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                sys.exit(f"FAIL: the API refused the test's key ({exc.code}): is tests.apiKeySecretKey in the "
-                         "API keys Secret, with scopes submit and read?")
+                sys.exit(f"FAIL: the API refused the test's key ({exc.code}). Each run revokes its key when it ends: "
+                         "arm it again with `kubectl exec deploy/<api> -- python -m jobengine_api.apikey_cli "
+                         "unrevoke helm-test`; otherwise check tests.apiKeySecretKey is in the API keys Secret, "
+                         "with scopes submit and read")
             if time.monotonic() > DEADLINE:
                 sys.exit(f"FAIL: cannot submit the job: {exc}")
             time.sleep(2)
@@ -64,4 +84,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        revoke_key()

@@ -27,7 +27,7 @@ from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
-from .routes import health, job_types, jobs, queues
+from .routes import health, job_types, jobs, keys, queues
 from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
@@ -100,8 +100,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                   telemetry={"metrics": False, "logs": False, "operation_spans": False,
                              "exclude": lambda scope: scope.get("path") in tracing.UNTRACED_PATHS})
     app.state.settings = settings
+    app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, health.router):
+    for router in (jobs.router, job_types.router, queues.router, keys.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
