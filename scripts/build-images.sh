@@ -32,12 +32,17 @@ fi
 version="$(awk -F'"' '/^appVersion:/ {print $2}' charts/jobengine/Chart.yaml)"
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 prefix=""
-[ "$ENGINE" = podman ] && prefix="localhost/"
+format_args=()
+if [ "$ENGINE" = podman ]; then
+  prefix="localhost/"
+  # Docker's image format, as docker builds it: the OCI format has no HEALTHCHECK, and podman drops it
+  format_args=(--format docker)
+fi
 
 content_hash() {  # the build's inputs, paths relative to the repository root
   local svc="$1"
   {
-    echo "$base_id"
+    echo "$base_id ${format_args[*]:-}"
     find "services/$svc/Dockerfile" .dockerignore libs/jobengine/pyproject.toml libs/jobengine/src \
          "services/$svc/pyproject.toml" "services/$svc/requirements.txt" "services/$svc/src" -type f \
          ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
@@ -50,7 +55,7 @@ for svc in "${SERVICES[@]}"; do
   tag="c-$(content_hash "$svc")"
   if ! "$ENGINE" image inspect "$image:$tag" >/dev/null 2>&1; then
     echo "build-images: building $image:$tag with $ENGINE${PYTHON_IMAGE:+ on $PYTHON_IMAGE}" >&2
-    "$ENGINE" build --network host "${base_args[@]}" \
+    "$ENGINE" build --network host "${base_args[@]}" "${format_args[@]}" \
       --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
       -f "services/$svc/Dockerfile" -t "$image:$tag" . >&2
   fi

@@ -76,6 +76,10 @@ def test_image_facts(service: str, system: System, images: dict[str, str]) -> No
     no_pip = podman("exec", _container(pod), "python", "-c", "import pip", check=False)
     assert no_pip.returncode != 0 and "No module named 'pip'" in no_pip.stderr
     assert podman("exec", _container(pod), "sh", "-c", "command -v pip pip3", check=False).returncode != 0
+    # the image's own HEALTHCHECK (for docker/podman runs outside Kubernetes) passes in the running container
+    check = json.loads(podman("image", "inspect", "--format", "{{json .Config.Healthcheck}}", images[service]).stdout)
+    assert check["Test"][0] == "CMD", check
+    assert podman("exec", _container(pod), *check["Test"][1:], check=False).returncode == 0, check
 
 
 # Last of the tests on the running system: it stops a worker.
