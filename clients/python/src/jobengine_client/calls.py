@@ -5,7 +5,7 @@ schedules) is one builder here and a thin method on each client."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -95,13 +95,14 @@ def list_jobs(*, status: str | None = None, job_type: str | None = None, queue: 
     return Call("GET", "/v1/jobs", lambda r: Page.model_validate(r.json()), params=params)
 
 
-def _already(job_id: str, statuses: Mapping[str, str]) -> Callable[[ApiError], StatusChange | None]:
-    """A 409 naming a job status that the lost try would have produced: that try's effect, not an error."""
+def _replayed(job_id: str, statuses: Collection[str] | None) -> Callable[[ApiError], StatusChange | None]:
+    """After a lost answer, the 409 of a later try naming a state the lost try leads to is that try's effect, not
+    an error: the job's state is returned (`statuses` None: any state the API refuses to change)."""
 
     def replay(error: ApiError) -> StatusChange | None:
         status = error.extra.get("job_status")
-        if isinstance(error, Conflict) and status in statuses:
-            return StatusChange(id=job_id, status=statuses[status])
+        if isinstance(error, Conflict) and isinstance(status, str) and (statuses is None or status in statuses):
+            return StatusChange(id=job_id, status=status)
         return None
 
     return replay
@@ -109,12 +110,14 @@ def _already(job_id: str, statuses: Mapping[str, str]) -> Callable[[ApiError], S
 
 def cancel(job_id: str) -> Call[StatusChange]:
     return Call("DELETE", _job_path(job_id), lambda r: StatusChange.model_validate(r.json()),
-                replay=_already(job_id, {"canceled": "canceled"}))
+                replay=_replayed(job_id, {"canceled"}))
 
 
 def retry(job_id: str) -> Call[StatusChange]:
+    # a job the API will not requeue is no longer failed or canceled: the lost try requeued it (it may have run
+    # since); had it not, this try would have
     return Call("POST", f"{_job_path(job_id)}/retry", lambda r: StatusChange.model_validate(r.json()),
-                replay=_already(job_id, {"queued": "queued", "scheduled": "queued", "started": "queued"}))
+                replay=_replayed(job_id, None))
 
 
 def job_types() -> Call[list[JobTypeInfo]]:

@@ -91,15 +91,17 @@ def show_job(job: Job[Any]) -> None:
 
 
 def jobs_table(items: list[JobSummary]) -> Table:
+    wide = out.width >= 100  # ENDED too when there is room; an id is never cut (it is what one copies)
     table = Table(box=None, header_style="bold", padding=(0, 1), pad_edge=False)
     table.add_column("ID", no_wrap=True, min_width=32)
     for name in ("TYPE", "QUEUE", "STATUS"):
         table.add_column(name, overflow="fold")
-    for name in ("CREATED (UTC)", "ENDED"):
-        table.add_column(name, no_wrap=True)
+    table.add_column("CREATED (UTC)", no_wrap=True)
+    if wide:
+        table.add_column("ENDED (UTC)", no_wrap=True)
     for job in items:
-        table.add_row(job.id, escape(job.type), job.queue, status_text(job.status), when(job.created_at, True),
-                      when(job.ended_at, True))
+        row = [job.id, escape(job.type), job.queue, status_text(job.status), when(job.created_at, True)]
+        table.add_row(*row, *([when(job.ended_at, True)] if wide else []))
     return table
 
 
