@@ -123,6 +123,8 @@ def submit(
     queue: Annotated[str | None, typer.Option(help="Queue \\[default: the job type's].")] = None,
     delay: Annotated[float | None, typer.Option(help="Run after this many seconds.")] = None,
     job_timeout: Annotated[int | None, typer.Option(help="Seconds before a run is killed.")] = None,
+    max_retries: Annotated[int | None, typer.Option(min=0, help="Retries of a failed run \\[default: the job "
+                                                    "type's policy].")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeat a submission safely \\[default: a new key "
                                                         "per command, reused on its retries].")] = None,
     wait: WaitOption = False,
@@ -136,6 +138,7 @@ def submit(
     body = build(payload, sets or [])
     with opts.client() as client:
         accepted = client.submit(job_type, body, queue=queue, delay_seconds=delay, timeout=job_timeout,
+                                 retry=None if max_retries is None else {"max_retries": max_retries},
                                  idempotency_key=idempotency_key)
         if not wait:
             if as_json:
