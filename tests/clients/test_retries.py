@@ -3,14 +3,18 @@ job, a 4xx is never retried. (A module of its own: it stops the session's Redis.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from jobengine.redis_conn import free_port
-from jobengine_client import Client, InvalidRequest, RetryPolicy, TransportError
+from jobengine_client import Client, InvalidRequest, NewJob, RetryPolicy, TransportError, WaitTimeout
 from tests.clients.conftest import CountingTransport, Platform
+from tests.conftest import Proc, service_env
 from tests.clients.proxy import DroppingProxy
 from tests.support.gated import open_gate
 
@@ -86,3 +90,30 @@ def test_unreachable_api_ends_in_a_transport_error(platform: Platform) -> None:
         with pytest.raises(TransportError) as info:
             client.submit("counted", {})
     assert "after 3 tries" in str(info.value) and len(transport.requests) == 3
+
+
+def test_the_client_adapts_to_a_server_with_lower_limits(platform: Platform, tmp_path: Path) -> None:
+    """A server with JOBENGINE_MAX_BATCH_SIZE=2 and JOBENGINE_MAX_WAIT_SECONDS=0.5: submit_many re-chunks, wait
+    long-polls 0.5 s at a time."""
+    port = free_port()
+    env = service_env(platform.redis_url, JOBENGINE_API_PORT=str(port), JOBENGINE_API_METRICS_PORT=str(free_port()),
+                      JOBENGINE_MAX_BATCH_SIZE="2", JOBENGINE_MAX_WAIT_SECONDS="0.5")
+    api = Proc([sys.executable, "-m", "jobengine_api"], env, tmp_path / "small-api.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        api.wait_ready(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, "API")
+        transport = CountingTransport()
+        with Client(url, transport=transport) as client:  # (this API has authentication off)
+            result = client.submit_many([NewJob("echo", {"message": str(n)}) for n in range(5)])
+            assert result.accepted == 5 and all(item.idempotency_key for item in result.items)
+            assert transport.requests == ["POST /v1/jobs:batch"] * 4  # 5 refused as too many, then 2 + 2 + 1
+            gated = client.submit("gated", {"redis_url": platform.redis_url})
+            transport.requests.clear()
+            with pytest.raises(WaitTimeout):
+                client.wait(gated, timeout=1.2)
+            assert len(transport.requests) >= 3  # the 422 of the 25 s long poll, then polls of 0.5 s
+            with platform.redis() as r:
+                open_gate(r, gated.id)
+            assert client.wait(gated, timeout=30).ok
+    finally:
+        api.stop()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from jobengine.builtin_types import PrimesInput
-from jobengine_client import (ApiError, Conflict, InvalidRequest, NewJob, NotFound, RetryPolicy, TooManyRequests,
+from jobengine_client import (ApiError, Client, Conflict, InvalidRequest, NewJob, NotFound, RetryPolicy, TooManyRequests,
                               TransportError, Unauthorized, Unavailable, WaitTimeout)
 from jobengine_client.cli import exitcodes
 from jobengine_client.cli.payload import PayloadError, build
@@ -111,3 +113,21 @@ def test_profile_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JOBENGINE_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ProfileError, match="does not exist"):
         resolve(None, None, None)
+
+
+def test_the_client_imports_none_of_the_servers_packages() -> None:
+    """jobengine-client installs with httpx and pydantic (typer and rich for the CLI) only."""
+    code = ("import sys, jobengine_client, jobengine_client.cli.app; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'jobengine', 'jobengine_api', 'jobengine_worker', 'redis', 'rq', 'fastapi', 'starlette', 'orjson'}))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_url_and_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBENGINE_URL", "http://jobs.example:8080/")
+    monkeypatch.setenv("JOBENGINE_API_KEY", "k.secret")
+    with Client() as client:
+        assert client.url == "http://jobs.example:8080"
+        assert client.settings.headers["Authorization"] == "Bearer k.secret"
+    with Client("http://other", api_key="a.b") as client:
+        assert (client.url, client.settings.headers["Authorization"]) == ("http://other", "Bearer a.b")

@@ -4,6 +4,7 @@ wait and submit_many. The two clients differ only in how they send a request and
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from . import calls
 from .config import resolve
-from .errors import TransportError, from_response
+from .errors import ApiError, InvalidRequest, TransportError, from_response
 from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, Progress
 from .retry import RETRY_STATUSES, RetryPolicy
 from .typed import JobSpec, NewJob, result_model
@@ -139,11 +140,51 @@ class WaitState:
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def pause(self) -> float:
+        """Seconds to sleep after a read of a job still running: none while long polls do the waiting."""
+        if self.long_poll > 0:
+            return 0.0
+        pause = self.poll_interval or 0.5
+        if self.deadline is not None:
+            pause = min(pause, self.deadline - time.monotonic())
+        return max(0.0, pause)
+
+    def adapt(self, error: ApiError) -> bool:
+        """A server whose JOBENGINE_MAX_WAIT_SECONDS is below the client's long poll refuses it (422 naming `wait`,
+        "must be <= N"): long polls of N seconds from then on. False for any other error."""
+        limit = server_limit(error, "wait", r"must be <= ([0-9.e+]+)")
+        if limit is None or limit >= self.long_poll:
+            return False
+        self.long_poll = limit
+        return True
+
     def is_news(self, job: Job[Any]) -> bool:
         state = (job.status, job.progress)
         news = state != self.seen
         self.seen = state
         return news
+
+
+def server_limit(error: ApiError, field: str, pattern: str) -> float | None:
+    """A limit of the server's settings stated in a 422's message for `field` (the API words them in
+    routes/jobs.py: "must be <= 30", "between 1 and 1000 jobs per batch"); None when the error is another."""
+    if not isinstance(error, InvalidRequest):
+        return None
+    for message in error.field_errors.get(field, []):
+        found = re.search(pattern, message)
+        if found:
+            try:
+                return float(found.group(1))
+            except ValueError:
+                return None
+    return None
+
+
+def smaller_batch(error: ApiError, size: int) -> int | None:
+    """The server's batch limit when it refused a chunk of `size` jobs for being too many (a server with a
+    JOBENGINE_MAX_BATCH_SIZE below the client's chunk size); None for any other error."""
+    limit = server_limit(error, "jobs", r"between 1 and (\d+) jobs")
+    return int(limit) if limit is not None and 1 <= limit < size else None
 
 
 def batch_bodies(jobs: Iterable[NewJob | Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ import httpx
 
 from . import calls
 from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, Settings, WaitState, batch_bodies,
-                    batch_result, job_id, model_of)
-from .errors import ApiError, TransportError, WaitTimeout
+                    batch_result, job_id, model_of, smaller_batch)
+from .errors import ApiError, InvalidRequest, TransportError, WaitTimeout
 from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, QueueStats, StatusChange
 from .retry import RetryPolicy
 from .typed import JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
@@ -71,8 +71,17 @@ class AsyncClient:
                           ) -> BatchResult:
         bodies = batch_bodies(jobs)
         items: list[BatchItem] = []
-        for offset in range(0, len(bodies), chunk_size):
-            items.extend(await self.send(calls.submit_batch(bodies[offset:offset + chunk_size], offset)))
+        offset = 0
+        while offset < len(bodies):
+            chunk = bodies[offset:offset + chunk_size]
+            try:
+                items.extend(await self.send(calls.submit_batch(chunk, offset)))
+            except InvalidRequest as exc:
+                chunk_size = smaller_batch(exc, len(chunk)) or 0
+                if not chunk_size:
+                    raise
+                continue  # the server's limit is lower: the same jobs again, in smaller chunks
+            offset += len(chunk)
         return batch_result(items)
 
     async def get(self, job: JobRef, *, result_model: ResultModel = None) -> Job[Any]:
@@ -85,7 +94,12 @@ class AsyncClient:
         state = WaitState(timeout, self.settings.long_poll, poll_interval if on_progress else None)
         ident, model = job_id(job), model_of(job, result_model)
         while True:
-            current = await self.send(calls.get_job(ident, model, wait=state.next_wait()))
+            try:
+                current = await self.send(calls.get_job(ident, model, wait=state.next_wait()))
+            except InvalidRequest as exc:
+                if state.adapt(exc):
+                    continue
+                raise
             if on_progress is not None and state.is_news(current):
                 maybe = on_progress(current)
                 if inspect.isawaitable(maybe):
@@ -94,6 +108,8 @@ class AsyncClient:
                 return current
             if state.expired():
                 raise WaitTimeout(current, timeout or 0.0)
+            if pause := state.pause():
+                await asyncio.sleep(pause)
 
     async def list(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
                    page_size: int = 100, limit: int | None = None) -> AsyncIterator[JobSummary]:

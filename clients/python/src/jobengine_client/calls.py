@@ -60,6 +60,8 @@ def submit_batch(items: Sequence[dict[str, Any]], offset: int) -> Call[list[Batc
     """One chunk of a batch; `offset` turns the chunk's indexes into the caller's. Each item must carry an
     idempotency_key (submit_many gives one) so that retrying the chunk queues nothing twice."""
 
+    keys = [item.get("idempotency_key") for item in items]
+
     def parse(response: httpx.Response) -> list[BatchItem]:
         out = []
         for result in response.json()["results"]:
@@ -67,10 +69,11 @@ def submit_batch(items: Sequence[dict[str, Any]], offset: int) -> Call[list[Batc
             if "error" in result:
                 err = result["error"]
                 error = from_problem(int(err.get("status", 0)), err, retry_after=err.get("retry_after"))
-                out.append(BatchItem(index=index, error=error))
+                out.append(BatchItem(index=index, error=error, idempotency_key=keys[result["index"]]))
             else:
                 out.append(BatchItem(index=index, id=result["id"], status=result["status"],
-                                     replayed=bool(result.get("replayed", False))))
+                                     replayed=bool(result.get("replayed", False)),
+                                     idempotency_key=keys[result["index"]]))
         return out
 
     return Call("POST", "/v1/jobs:batch", parse, json={"jobs": list(items)})

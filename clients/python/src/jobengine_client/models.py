@@ -84,13 +84,15 @@ class Accepted(_Model):
 
 
 class BatchItem(_Model):
-    """One item of submit_many: `index` is its position in the jobs given; `error` is set when refused."""
+    """One item of submit_many: `index` is its position in the jobs given; `error` is set when refused (a 429's
+    `retry_after` tells when to send it again: with the same `idempotency_key`, it is queued at most once)."""
 
     index: int
     id: str | None = None
     status: str | None = None
     replayed: bool = False
     error: ApiError | None = None
+    idempotency_key: str | None = None
     model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
 
     @property

@@ -65,6 +65,9 @@ def handles_errors(fn: F) -> F:
         except JobengineError as exc:
             output.show_error(exc, as_json)
             raise typer.Exit(exitcodes.for_error(exc)) from None
+        except KeyboardInterrupt:  # Ctrl-C while waiting: the job goes on; no traceback
+            output.err.print("interrupted")
+            raise typer.Exit(exitcodes.INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -149,7 +152,7 @@ def submit(
                                  f"on {accepted.queue}{note}")
             return
         if not as_json:
-            output.err.print(f"submitted {accepted.id}")
+            output.err.print(f"submitted {accepted.id}")  # Ctrl-C stops the waiting, not the job
         job = _wait(client, accepted.id, accepted.type, wait_timeout, progress, as_json)
     _finish(job, as_json)
 

@@ -13,12 +13,14 @@ AUTH = 4  # no key, a wrong key (401) or a missing scope (403)
 UNAVAILABLE = 5  # the API did not answer, or answered 429/5xx after the retries
 TIMEOUT = 6  # --wait-timeout passed before the job ended
 CONFLICT = 7  # the job's state forbids it (409: cancel an ended job, retry a finished one)
+INTERRUPTED = 130  # Ctrl-C (the shells' 128 + SIGINT); a job being waited for goes on
 
 TABLE = [(OK, "success"), (JOB_FAILED, "the job failed or was canceled"),
          (USAGE, "bad usage, or the API refused the request as invalid (400, 413, 415, 422)"),
          (NOT_FOUND, "no such job or job type (404)"), (AUTH, "no key, a wrong key or a missing scope (401, 403)"),
          (UNAVAILABLE, "API unreachable, or 429/5xx after the retries"),
-         (TIMEOUT, "--wait-timeout passed before the job ended"), (CONFLICT, "the job's state forbids it (409)")]
+         (TIMEOUT, "--wait-timeout passed before the job ended"), (CONFLICT, "the job's state forbids it (409)"),
+         (INTERRUPTED, "interrupted (Ctrl-C); a job being waited for goes on")]
 
 
 def for_error(exc: JobengineError) -> int:
