@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from jobengine.builtin_types import PrimesInput
-from jobengine_client import (ApiError, Client, Conflict, InvalidRequest, NewJob, NotFound, RetryPolicy, TooManyRequests,
-                              TransportError, Unauthorized, Unavailable, WaitTimeout)
+from jobengine_client import (ApiError, Client, Conflict, InvalidRequest, NewJob, NotFound, RetryPolicy,
+                              TooManyRequests, TransportError, Unauthorized, Unavailable, WaitTimeout)
 from jobengine_client.cli import exitcodes
 from jobengine_client.cli.payload import PayloadError, build
 from jobengine_client.cli.profiles import ProfileError, resolve
