@@ -6,9 +6,10 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
+from pydantic import BaseModel
 
 from . import calls
 from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, Settings, WaitState, batch_bodies,
@@ -16,9 +17,10 @@ from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, 
 from .errors import ApiError, InvalidRequest, TransportError, WaitTimeout
 from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, QueueStats, StatusChange
 from .retry import RetryPolicy
-from .typed import JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
+from .typed import JobSpec, JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 AsyncProgressCallback = Callable[[Job[Any]], Awaitable[None] | None]
 
 
@@ -75,7 +77,8 @@ class AsyncClient:
         while offset < len(bodies):
             chunk = bodies[offset:offset + chunk_size]
             try:
-                items.extend(await self.send(calls.submit_batch(chunk, offset)))
+                done: list[BatchItem] = await self.send(calls.submit_batch(chunk, offset))
+                items.extend(done)
             except InvalidRequest as exc:
                 chunk_size = smaller_batch(exc, len(chunk)) or 0
                 if not chunk_size:
@@ -84,8 +87,22 @@ class AsyncClient:
             offset += len(chunk)
         return batch_result(items)
 
+    @overload
+    async def get(self, job: JobRef, *, result_model: type[M]) -> Job[M]: ...
+
+    @overload
+    async def get(self, job: JobRef, *, result_model: JobSpec | None = None) -> Job[Any]: ...
+
     async def get(self, job: JobRef, *, result_model: ResultModel = None) -> Job[Any]:
         return await self.send(calls.get_job(job_id(job), model_of(job, result_model)))
+
+    @overload
+    async def wait(self, job: JobRef, *, timeout: float | None = None, on_progress: AsyncProgressCallback | None = None,
+             poll_interval: float = 0.5, result_model: type[M]) -> Job[M]: ...
+
+    @overload
+    async def wait(self, job: JobRef, *, timeout: float | None = None, on_progress: AsyncProgressCallback | None = None,
+             poll_interval: float = 0.5, result_model: JobSpec | None = None) -> Job[Any]: ...
 
     async def wait(self, job: JobRef, *, timeout: float | None = None,
                    on_progress: AsyncProgressCallback | None = None, poll_interval: float = 0.5,
@@ -110,20 +127,6 @@ class AsyncClient:
                 raise WaitTimeout(current, timeout or 0.0)
             if pause := state.pause():
                 await asyncio.sleep(pause)
-
-    async def list(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
-                   page_size: int = 100, limit: int | None = None) -> AsyncIterator[JobSummary]:
-        cursor, count = None, 0
-        while True:
-            page = await self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
-            for item in page.items:
-                if limit is not None and count >= limit:
-                    return
-                count += 1
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
 
     async def list_page(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
                         limit: int = 50, cursor: str | None = None) -> Page:
@@ -154,3 +157,18 @@ class AsyncClient:
         except TransportError as exc:
             return {"alive": alive, "ready": False, "detail": str(exc)}
         return {"alive": alive, "ready": True, "detail": ""}
+
+    # last in the class: below it, `list` in an annotation would name this method
+    async def list(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
+                   page_size: int = 100, limit: int | None = None) -> AsyncIterator[JobSummary]:
+        cursor, count = None, 0
+        while True:
+            page = await self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
+            for item in page.items:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
+from pydantic import BaseModel
 
 from . import calls
 from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, Settings, WaitState, batch_bodies,
@@ -15,9 +16,10 @@ from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, 
 from .errors import ApiError, InvalidRequest, TransportError, WaitTimeout
 from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, QueueStats, StatusChange
 from .retry import RetryPolicy
-from .typed import JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
+from .typed import JobSpec, JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 ProgressCallback = Callable[[Job[Any]], None]
 
 
@@ -88,7 +90,8 @@ class Client:
         while offset < len(bodies):
             chunk = bodies[offset:offset + chunk_size]
             try:
-                items.extend(self.send(calls.submit_batch(chunk, offset)))
+                done: list[BatchItem] = self.send(calls.submit_batch(chunk, offset))
+                items.extend(done)
             except InvalidRequest as exc:
                 chunk_size = smaller_batch(exc, len(chunk)) or 0
                 if not chunk_size:
@@ -97,10 +100,24 @@ class Client:
             offset += len(chunk)
         return batch_result(items)
 
+    @overload
+    def get(self, job: JobRef, *, result_model: type[M]) -> Job[M]: ...
+
+    @overload
+    def get(self, job: JobRef, *, result_model: JobSpec | None = None) -> Job[Any]: ...
+
     def get(self, job: JobRef, *, result_model: ResultModel = None) -> Job[Any]:
         """Read a job: status, result (as `result_model` when given or known from a typed submit), error,
         timings and progress. NotFound once it has expired."""
         return self.send(calls.get_job(job_id(job), model_of(job, result_model)))
+
+    @overload
+    def wait(self, job: JobRef, *, timeout: float | None = None, on_progress: ProgressCallback | None = None,
+             poll_interval: float = 0.5, result_model: type[M]) -> Job[M]: ...
+
+    @overload
+    def wait(self, job: JobRef, *, timeout: float | None = None, on_progress: ProgressCallback | None = None,
+             poll_interval: float = 0.5, result_model: JobSpec | None = None) -> Job[Any]: ...
 
     def wait(self, job: JobRef, *, timeout: float | None = None, on_progress: ProgressCallback | None = None,
              poll_interval: float = 0.5, result_model: ResultModel = None) -> Job[Any]:
@@ -124,21 +141,6 @@ class Client:
                 raise WaitTimeout(current, timeout or 0.0)
             if pause := state.pause():
                 time.sleep(pause)
-
-    def list(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
-             page_size: int = 100, limit: int | None = None) -> Iterator[JobSummary]:
-        """The jobs, newest first, following the cursors page after page (at most `limit` when given)."""
-        cursor, count = None, 0
-        while True:
-            page = self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
-            for item in page.items:
-                if limit is not None and count >= limit:
-                    return
-                count += 1
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
 
     def list_page(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
                   limit: int = 50, cursor: str | None = None) -> Page:
@@ -177,3 +179,19 @@ class Client:
         except TransportError as exc:
             return {"alive": alive, "ready": False, "detail": str(exc)}
         return {"alive": alive, "ready": True, "detail": ""}
+
+    # last in the class: below it, `list` in an annotation would name this method
+    def list(self, *, status: str | None = None, type: str | None = None, queue: str | None = None,
+             page_size: int = 100, limit: int | None = None) -> Iterator[JobSummary]:
+        """The jobs, newest first, following the cursors page after page (at most `limit` when given)."""
+        cursor, count = None, 0
+        while True:
+            page = self.list_page(status=status, type=type, queue=queue, limit=page_size, cursor=cursor)
+            for item in page.items:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

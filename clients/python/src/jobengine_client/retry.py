@@ -27,7 +27,7 @@ class RetryPolicy:
         """Seconds to wait after failed try number `attempt` (1-based)."""
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
     def next_delay(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float | None:

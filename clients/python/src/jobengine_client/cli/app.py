@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.json import JSON
 
 from ..client import Client
 from ..errors import JobengineError, WaitTimeout
@@ -42,7 +43,7 @@ class Options:
 
 
 def _options(ctx: typer.Context) -> Options:
-    return ctx.find_object(Options) or Options(None, None, None, False, 10.0, 8)  # type: ignore[return-value]
+    return ctx.find_object(Options) or Options(None, None, None, False, 10.0, 8)
 
 
 def handles_errors(fn: F) -> F:
@@ -260,9 +261,9 @@ def types(
     if name or schemas:
         for t in found:
             output.out.print(f"\n[bold]{t.name}[/] input schema")
-            output.out.print(output.JSON.from_data(t.input_schema))
+            output.out.print(JSON.from_data(t.input_schema))
             output.out.print(f"[bold]{t.name}[/] result schema")
-            output.out.print(output.JSON.from_data(t.result_schema))
+            output.out.print(JSON.from_data(t.result_schema))
 
 
 @app.command()
