@@ -26,10 +26,11 @@ def test_backoff_grows_is_jittered_and_bounded() -> None:
             assert ceiling / 2 <= policy.delay(attempt) <= ceiling
 
 
-def test_retry_after_is_honoured_up_to_its_cap() -> None:
+def test_retry_after_is_waited_out_unless_too_long() -> None:
     policy = RetryPolicy(max_retry_after=10)
-    assert policy.delay(1, retry_after=3) == 3
-    assert policy.delay(1, retry_after=3600) == 10
+    assert policy.next_delay(1, 0.0, retry_after=3) == 3
+    assert policy.next_delay(1, 0.0, retry_after=10) == 10
+    assert policy.next_delay(1, 0.0, retry_after=11) is None  # never sooner than the server asked: give up
 
 
 def test_retries_end_at_the_attempts_or_the_deadline() -> None:

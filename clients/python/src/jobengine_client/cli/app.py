@@ -34,16 +34,16 @@ class Options:
     profile: str | None
     json: bool
     timeout: float
-    retries: int
+    retries: int | None
 
     def client(self) -> Client:
         chosen = resolve(self.url, self.api_key, self.profile)
-        return Client(chosen.url, api_key=chosen.api_key, timeout=self.timeout,
-                      retries=RetryPolicy(attempts=max(1, self.retries)))
+        retries = None if self.retries is None else RetryPolicy(attempts=self.retries)
+        return Client(chosen.url, api_key=chosen.api_key, timeout=self.timeout, retries=retries)
 
 
 def _options(ctx: typer.Context) -> Options:
-    return ctx.find_object(Options) or Options(None, None, None, False, 10.0, 8)
+    return ctx.find_object(Options) or Options(None, None, None, False, 10.0, None)
 
 
 def handles_errors(fn: F) -> F:
@@ -83,7 +83,8 @@ def main(
                                                 "~/.config/jobengine/config.toml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 10.0,
-    retries: Annotated[int, typer.Option(help="Tries per request on connection errors, 429 and 5xx.")] = 8,
+    retries: Annotated[int | None, typer.Option(min=1, help="Tries per request on connection errors, 429 and 5xx "
+                                                "\\[default: 30, within 60 s].")] = None,
 ) -> None:
     ctx.obj = Options(url, api_key, profile, as_json, timeout, retries)
 
