@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,11 @@ def test_cancel_retry_and_conflicts(cli: Cli) -> None:
     assert cli.run("retry", later["id"]).stdout.split() == [later["id"], "queued"]
     assert cli.json("get", later["id"], "--wait")["status"] == "finished"
     assert "409 Conflict" in cli.run("retry", later["id"], code=7).stderr
+    scheduled = cli.json("submit", "echo", "--run-at", "2027-06-01T12:00:00+02:00")
+    assert scheduled["status"] == "scheduled"
+    assert datetime.fromisoformat(scheduled["run_at"]) == datetime(2027, 6, 1, 10, tzinfo=timezone.utc)
+    assert cli.json("cancel", scheduled["id"])["status"] == "canceled"
+    assert "not an RFC 3339 time" in cli.run("submit", "echo", "--run-at", "tomorrow", code=2).stderr
 
 
 def test_wait_timeout_exits_6(cli: Cli) -> None:
@@ -178,7 +184,8 @@ def test_profiles_from_the_config_file(cli: Cli, tmp_path: Path) -> None:
     assert cli.json("queues", env=env)
 
 
-def test_shell_completion(cli: Cli) -> None:
+def test_shell_completion_and_version(cli: Cli) -> None:
+    assert cli.run("--version").stdout.strip() == "jobengine-client 0.1.0"
     script = cli.run("--show-completion", "bash").stdout
     assert "_JOBENGINE_COMPLETE" in script
     env = cli_env(cli.platform, cli.home, _JOBENGINE_COMPLETE="complete_bash", COMP_WORDS="jobengine su",

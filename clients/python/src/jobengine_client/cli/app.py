@@ -10,12 +10,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.json import JSON
 
+from .. import __version__
 from ..client import Client
 from ..errors import JobengineError, WaitTimeout
 from ..models import STATUSES, Job
 from ..retry import RetryPolicy
 from . import exitcodes, output
-from .payload import PayloadError, build
+from .payload import PayloadError, build, parse_time
 from .profiles import ProfileError, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,6 +74,12 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version(value: bool) -> None:
+    if value:
+        output.out.print(f"jobengine-client {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -83,6 +90,8 @@ def main(
                                                 "~/.config/jobengine/config.toml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 10.0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_version)] = False,
     retries: Annotated[int | None, typer.Option(min=1, help="Tries per request on connection errors, 429 and 5xx "
                                                 "\\[default: 30, within 60 s].")] = None,
 ) -> None:
@@ -127,6 +136,8 @@ def submit(
                                                    "JSON when it parses, else a string).")] = None,
     queue: Annotated[str | None, typer.Option(help="Queue \\[default: the job type's].")] = None,
     delay: Annotated[float | None, typer.Option(help="Run after this many seconds.")] = None,
+    run_at: Annotated[str | None, typer.Option(help="Run at this time (RFC 3339, e.g. 2026-12-24T18:00:00Z; UTC "
+                                               "when no offset).")] = None,
     job_timeout: Annotated[int | None, typer.Option(help="Seconds before a run is killed.")] = None,
     max_retries: Annotated[int | None, typer.Option(min=0, help="Retries of a failed run \\[default: the job "
                                                     "type's policy].")] = None,
@@ -141,8 +152,9 @@ def submit(
     opts = _options(ctx)
     as_json = as_json or opts.json
     body = build(payload, sets or [])
+    when = parse_time(run_at) if run_at else None
     with opts.client() as client:
-        accepted = client.submit(job_type, body, queue=queue, delay_seconds=delay, timeout=job_timeout,
+        accepted = client.submit(job_type, body, queue=queue, delay_seconds=delay, run_at=when, timeout=job_timeout,
                                  retry=None if max_retries is None else {"max_retries": max_retries},
                                  idempotency_key=idempotency_key)
         if not wait:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,11 @@ def build(source: str | None, assignments: list[str]) -> dict[str, Any]:
             target = child
         target[last] = _value(raw)
     return payload
+
+
+def parse_time(text: str) -> datetime:
+    """--run-at: an RFC 3339 / ISO 8601 time (a trailing Z included); the API takes one without offset as UTC."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(f"--run-at {text!r}: not an RFC 3339 time such as 2026-12-24T18:00:00Z") from None
