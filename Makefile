@@ -18,10 +18,13 @@ help: ## List the targets
 ##@ Development
 $(VENV)/.installed: services/api/requirements.txt services/worker/requirements.txt requirements-dev.txt \
 		libs/jobengine/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml \
-		examples/jobengine-example-jobs/pyproject.toml requirements-chart.txt
+		examples/jobengine-example-jobs/pyproject.toml requirements-chart.txt \
+		clients/python/pyproject.toml clients/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -r services/api/requirements.txt -r services/worker/requirements.txt -r requirements-dev.txt -r requirements-chart.txt
-	$(PIP) install -q --no-deps -e libs/jobengine -e services/api -e services/worker -e examples/jobengine-example-jobs
+	$(PIP) install -q -r services/api/requirements.txt -r services/worker/requirements.txt -r requirements-dev.txt -r requirements-chart.txt \
+	  -r clients/python/requirements.txt
+	$(PIP) install -q --no-deps -e libs/jobengine -e services/api -e services/worker -e examples/jobengine-example-jobs \
+	  -e clients/python
 	touch $@
 
 .PHONY: venv
