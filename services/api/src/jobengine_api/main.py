@@ -155,7 +155,7 @@ async def upsert_declared(service: Schedules, specs: list[declared.DeclaredSpec]
     for attempt in range(10):
         try:
             counts = await service.upsert_declared(specs)
-            log.info("declared schedules written", extra=counts)
+            log.info("declared schedules written", extra={f"schedules_{k}": v for k, v in counts.items()})
             return
         except TRANSIENT_ERRORS as exc:
             log.warning("declared schedules not written yet", extra={"error": repr(exc), "attempt": attempt})

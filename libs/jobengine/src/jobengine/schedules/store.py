@@ -116,7 +116,7 @@ class ScheduleStore:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for call_keys, call_args in calls:
-            self.scripts.fire(keys=call_keys, args=call_args, client=pipe)
+            await self.scripts.fire(keys=call_keys, args=call_args, client=pipe)  # (buffered in the pipeline)
         replies = await pipe.execute(raise_on_error=False)
         out = []
         for reply in replies:
