@@ -178,7 +178,8 @@ class ScheduleStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(key, names)
+                    # the name zset only when there is a limit to hold: concurrent creates then retry
+                    await pipe.watch(*((key, names) if max_per_tenant else (key,)))
                     if await pipe.exists(key):
                         return "exists"
                     if max_per_tenant and await pipe.zcard(names) >= max_per_tenant:
