@@ -11,8 +11,8 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.responses import Response
 
 from jobengine import keys, scripts, tracing
@@ -22,7 +22,8 @@ from jobengine.schedules.store import Row, decode_cursor
 from jobengine.schedules.ticks import Rule
 
 from ..deps import ApiContext, ContextDep, ReadPrincipal, SubmitPrincipal
-from ..problems import Problem, invalid, not_found, too_many
+from ..jsonbody import decode, is_json, unsupported_media_type
+from ..problems import Problem, invalid, not_found, too_many, validation_errors
 from ..responses import JSONResponse
 from ..scheduling import Schedules, conflict_declared, first_tick
 from .jobs import problems
@@ -84,6 +85,29 @@ ScheduleChanges = create_model(  # every field optional: the fields given replac
 )
 
 
+def openapi_components() -> dict[str, Any]:
+    """The request bodies' schemas (the handlers read the raw body, as the submit routes do)."""
+    components: dict[str, Any] = {}
+    for model in (ScheduleSpec, ScheduleChanges):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return components
+
+
+def _body(ref: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{ref}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _json(request: Request) -> Any:
+    """The JSON body: 415 unless declared JSON, 422 naming what is wrong with it (the submit routes' decoder)."""
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        raise unsupported_media_type(content_type)
+    return decode(await request.body())
+
+
 def _iso(ts: float | str | None) -> datetime | None:
     if ts in (None, ""):
         return None
@@ -127,14 +151,15 @@ def _check_limits(ctx: ApiContext, spec: ScheduleSpec) -> None:
     ctx.limits.check_job(spec.job_doc())
 
 
-@router.post("/schedules", status_code=201, summary="Create a schedule",
+@router.post("/schedules", status_code=201, summary="Create a schedule", openapi_extra=_body("ScheduleSpec"),
              responses={201: {"model": ScheduleInfo, "description": "Created; Location names it."},
-                        **problems(409, 413, 429), **PROBLEMS})
-async def create_schedule(ctx: ContextDep, principal: SubmitPrincipal,
-                          spec: Annotated[ScheduleSpec, Body()]) -> Response:
+                        **problems(409, 413, 415, 429), **PROBLEMS})
+async def create_schedule(request: Request, ctx: ContextDep, principal: SubmitPrincipal) -> Response:
     service = _service(ctx)
+    doc = await _json(request)
+    ctx.limits.check_structure(doc, "")
+    spec = service.validate(doc)
     _check_limits(ctx, spec)
-    service.check_job(spec)
     result = await service.create(principal.tenant, spec)
     if result == "exists":
         raise Problem(409, "schedule-exists", f"Schedule {spec.name!r} exists already; change it with PATCH.")
@@ -240,14 +265,20 @@ async def get_schedule(
     return JSONResponse(doc)
 
 
-@router.patch("/schedules/{name}", summary="Change a schedule",
+@router.patch("/schedules/{name}", summary="Change a schedule", openapi_extra=_body("ScheduleChanges"),
               description="The fields given replace the stored ones (null clears an optional one); the next tick "
                           "is computed again. Declared schedules (in the schedules file) are changed there: 409.",
-              responses={200: {"model": ScheduleInfo}, **problems(404, 409, 413), **PROBLEMS})
-async def change_schedule(name: ScheduleName, ctx: ContextDep, principal: SubmitPrincipal,
-                          changes: Annotated[ScheduleChanges, Body()]) -> Response:  # type: ignore[valid-type]
+              responses={200: {"model": ScheduleInfo}, **problems(404, 409, 413, 415), **PROBLEMS})
+async def change_schedule(name: ScheduleName, request: Request, ctx: ContextDep,
+                          principal: SubmitPrincipal) -> Response:
     service = _service(ctx)
-    given = changes.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+    doc = await _json(request)
+    ctx.limits.check_structure(doc, "")
+    try:
+        changes = ScheduleChanges.model_validate(doc)
+    except ValidationError as exc:
+        raise invalid(validation_errors(exc.errors(include_url=False)), "The changes are not valid.") from None
+    given = changes.model_dump(exclude_unset=True)
     for _ in range(5):
         row, spec = await _row(service, principal.tenant, name)
         if row.fields.get("source") == "declared":
