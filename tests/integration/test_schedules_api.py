@@ -198,3 +198,23 @@ def test_declared_schedules_are_upserted_and_refuse_changes(start_api, tmp_path:
     api = start_api(JOBENGINE_SCHEDULES_FILE=str(path), JOBENGINE_SCHEDULER="false")
     body = api.client.get("/v1/schedules/report").json()
     assert body["version"] == 3 and body["cron"] == "0 8 * * 1"
+
+
+def test_redis_outage_is_a_503_and_the_api_and_its_loop_recover(start_api, redis_server) -> None:  # type: ignore[no-untyped-def]
+    api = start_api(JOBENGINE_SCHEDULER_INTERVAL_SECONDS="0.2")
+    assert api.client.post("/v1/schedules", json=EVERY_SECOND).status_code == 201
+    redis_server.stop()
+    try:
+        for method, path in [("GET", "/v1/schedules"), ("GET", "/v1/schedules/tick"),
+                             ("POST", "/v1/schedules/tick:pause")]:
+            resp = api.client.request(method, path)
+            assert resp.status_code == 503 and resp.headers["retry-after"], (method, path, resp.text)
+        resp = api.client.post("/v1/schedules", json={**EVERY_SECOND, "name": "other"})
+        assert resp.status_code == 503, resp.text
+    finally:
+        redis_server.start()
+    assert api.proc.alive()
+    fired = wait_until(lambda: api.client.get("/v1/schedules/tick").status_code == 200 and
+                       api.client.get("/v1/schedules/tick").json()["fires"] >= 2, timeout=15, interval=0.2,
+                       message="the loop firing again after the outage")
+    assert fired

@@ -135,10 +135,10 @@ class FiringLoop:
         rows = await self.store.read(members)
         calls: list[tuple[list[str], list[Any]]] = []
         notes: list[tuple[str, Step | None, Any]] = []
-        gone: list[str] = []
         for member, row in zip(members, rows, strict=True):
             if row is None or row.state in ("paused", "ended"):
-                gone.append(member)  # (a write removes them from the due zset; this is a leftover)
+                # deleted or paused since the take: that write removed it from the due zset (and a resume since
+                # has put it back: it is not ours to remove)
                 continue
             try:
                 spec, rule = parse_spec(row, self._specs)
@@ -150,8 +150,6 @@ class FiringLoop:
             if call is not None:
                 calls.append(call)
                 notes.append((member, step, span))
-        if gone:
-            await self.store.redis.zrem(keys.SCHEDULES_DUE, *gone)
         try:
             replies = await self.store.fire_many(calls)
         finally:
