@@ -198,6 +198,7 @@ def test_declared_schedules_are_upserted_and_refuse_changes(start_api, tmp_path:
     api = start_api(JOBENGINE_SCHEDULES_FILE=str(path), JOBENGINE_SCHEDULER="false")
     body = api.client.get("/v1/schedules/report").json()
     assert body["version"] == 3 and body["cron"] == "0 8 * * 1"
+    assert body["state"] == "active"  # a changed file applies whole: its paused (false) too
 
 
 def test_redis_outage_is_a_503_and_the_api_and_its_loop_recover(start_api, redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from jobengine.catalog import Catalog
 from jobengine.schedules.declared import DeclaredSpec
 from jobengine.schedules.loop import Broken, FiringLoop, LoopConfig
 from jobengine.schedules.spec import ScheduleSpec
-from jobengine.schedules.store import Row, ScheduleStore
+from jobengine.schedules.store import Row, ScheduleStore, spec_json
 from jobengine.schedules.ticks import Rule, jitter
 from jobengine.settings import Settings
 
@@ -124,10 +124,8 @@ class Schedules:
                     if result == "limit":
                         raise ValueError(f"tenant {declared.tenant!r} is at JOBENGINE_MAX_SCHEDULES_PER_TENANT")
                     continue
-                stored = ScheduleSpec.model_validate_json(row.fields["spec"])
-                if stored.model_dump(exclude={"paused"}) == spec.model_dump(exclude={"paused"}) and \
-                        row.fields.get("source") == "declared":
-                    counts["unchanged"] += 1  # (paused through the API stays paused)
+                if row.fields.get("source") == "declared" and row.fields.get("declared_spec") == spec_json(spec):
+                    counts["unchanged"] += 1  # as the file had it: next tick, history, a pause through the API kept
                     break
                 if await self.replace(row, spec, source="declared"):
                     counts["changed"] += 1

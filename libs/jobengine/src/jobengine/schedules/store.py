@@ -187,7 +187,7 @@ class ScheduleStore:
                     state = _state(spec, next_tick)
                     pipe.multi()
                     pipe.hset(key, mapping={
-                        "spec": _spec_json(spec), "version": 1, "next": "" if next_tick is None else next_tick,
+                        "spec": spec_json(spec), "version": 1, "next": "" if next_tick is None else next_tick,
                         "state": state, "error": "", "last_job": "", "last_tick": "", "pending": "",
                         "source": source, "created_at": now, "updated_at": now,
                         "incarnation": str(int(now * 1000)), "fires": 0, "skipped": 0, "refused": 0})
@@ -195,7 +195,8 @@ class ScheduleStore:
                     pipe.sadd(keys.schedule_state(state), member)
                     if state == "active":
                         pipe.zadd(keys.SCHEDULES_DUE, {member: float(score)})
-                    if source == "declared":
+                    if source == "declared":  # the file's spec as written: a later start compares with it
+                        pipe.hset(key, "declared_spec", spec_json(spec))
                         pipe.sadd(DECLARED_SET, member)
                     await pipe.execute()
                     return "created"
@@ -215,7 +216,7 @@ class ScheduleStore:
                     return False
                 state = _state(spec, next_tick)
                 pipe.multi()
-                mapping: dict[str, Any] = {"spec": _spec_json(spec), "version": int(row.version) + 1,
+                mapping: dict[str, Any] = {"spec": spec_json(spec), "version": int(row.version) + 1,
                                            "next": "" if next_tick is None else next_tick, "state": state,
                                            "error": "", "updated_at": now}
                 if state != "active":
@@ -232,6 +233,7 @@ class ScheduleStore:
                 else:
                     pipe.zrem(keys.SCHEDULES_DUE, row.member)
                 if source == "declared":
+                    pipe.hset(key, "declared_spec", spec_json(spec))
                     pipe.sadd(DECLARED_SET, row.member)
                 elif source == "api":
                     pipe.srem(DECLARED_SET, row.member)
@@ -260,7 +262,7 @@ def _state(spec: ScheduleSpec, next_tick: int | None) -> str:
     return "active" if next_tick is not None else "ended"
 
 
-def _spec_json(spec: ScheduleSpec) -> str:
+def spec_json(spec: ScheduleSpec) -> str:
     return orjson.dumps(spec.model_dump(mode="json", exclude_none=False)).decode()
 
 
