@@ -1,7 +1,7 @@
 """Schedules: how fast a burst of due schedules is fired, and what the firing loop costs when nothing is due.
 
-    .venv/bin/python -m bench.schedules_bench                      # 10,000 due at once; 100,000 idle (make bench-schedules)
-    .venv/bin/python -m bench.schedules_bench --burst 200 --idle 2000 --window 5   # a quick look
+    .venv/bin/python -m bench.schedules_bench          # 10,000 due at once; 100,000 idle (make bench-schedules)
+    .venv/bin/python -m bench.schedules_bench --burst 200 --idle 2000 --window 5  # a quick look
 
 1. Burst: `--burst` schedules whose first tick is the same second T (interval schedules with start_at = T),
    `--apis` API processes running the firing loop (no worker: the jobs wait in their queue). Printed: the

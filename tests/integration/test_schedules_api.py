@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobengine.redis_conn import EmbeddedRedis
+
 from tests.conftest import TEST_KEY, key_entry, write_key_file
 from tests.support.wait import wait_until
 
@@ -201,7 +203,7 @@ def test_declared_schedules_are_upserted_and_refuse_changes(start_api, tmp_path:
     assert body["state"] == "active"  # a changed file applies whole: its paused (false) too
 
 
-def test_redis_outage_is_a_503_and_the_api_and_its_loop_recover(start_api, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_redis_outage_is_a_503_and_the_api_and_its_loop_recover(start_api, redis_server: EmbeddedRedis) -> None:
     api = start_api(JOBENGINE_SCHEDULER_INTERVAL_SECONDS="0.2")
     assert api.client.post("/v1/schedules", json=EVERY_SECOND).status_code == 201
     redis_server.stop()

@@ -93,7 +93,8 @@ def tenant_backlog(tenant: str) -> str:
 
 
 # Schedules (docs/guarantees.md, "Schedules"): tenant names hold no ':', schedule names neither.
-SCHEDULES_DUE = "jobengine:schedules:due"  # zset '<tenant>:<name>' by when to look at it next (tick+jitter or lease end)
+# zset of '<tenant>:<name>' scored by when to look at it next (its tick + jitter, or a lease's end)
+SCHEDULES_DUE = "jobengine:schedules:due"
 SCHEDULE_STATES = ("active", "paused", "ended", "broken")
 
 

@@ -305,5 +305,6 @@ def end_run(span: Span | None, outcome: str, error: str = "") -> None:
 
 __all__ = [
     "TracingMiddleware", "attach", "detach", "enabled", "end_run", "enqueue_span", "extract",
-    "force_flush", "ids", "inject", "setup_tracing", "shutdown", "start_fire", "start_run", "traceparent_of", "tracing_configured",
+    "force_flush", "ids", "inject", "setup_tracing", "shutdown", "start_fire", "start_run", "traceparent_of",
+    "tracing_configured",
 ]
