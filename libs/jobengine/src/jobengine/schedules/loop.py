@@ -146,7 +146,11 @@ class FiringLoop:
                 calls.append(self._broken(row, now, f"stored spec not valid here: {exc.errors()[0]['msg']}"))
                 notes.append((member, None, None))
                 continue
-            call, step, span = self._plan(row, spec, rule, now)
+            try:
+                call, step, span = self._plan(row, spec, rule, now)
+            except Exception as exc:  # noqa: BLE001 - one schedule's surprise must not stop the others
+                log.exception("schedule step not computed", extra={"schedule": row.name, "tenant": row.tenant})
+                call, step, span = self._broken(row, now, f"step not computed: {exc!r}"), None, None
             if call is not None:
                 calls.append(call)
                 notes.append((member, step, span))
@@ -156,7 +160,11 @@ class FiringLoop:
             for _, _, span in notes:
                 if span is not None:
                     span.end()
-        for (member, step, _), (code, value) in zip(notes, replies, strict=True):
+        for (member, step, _), reply in zip(notes, replies, strict=True):
+            if isinstance(reply, Exception):
+                log.error("schedule step failed in Redis", extra={"schedule": member, "error": repr(reply)})
+                continue  # (leased: looked at again when the lease ends)
+            code, value = reply
             outcome = OUTCOME.get(code)
             if outcome is None:
                 continue

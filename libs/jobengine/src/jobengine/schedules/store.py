@@ -110,20 +110,16 @@ class ScheduleStore:
         return [Row(m, {_s(k): _s(v) for k, v in raw.items()}) if raw else None
                 for m, raw in zip(members, rows, strict=True)]
 
-    async def fire_many(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[tuple[int, str]]:
-        """fire.lua once per (keys, args), in one pipeline (not a transaction: each call is atomic itself)."""
+    async def fire_many(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[tuple[int, str] | Exception]:
+        """fire.lua once per (keys, args), in one pipeline (not a transaction: each call is atomic itself); a
+        call that failed (a script error) is its exception, in its place: one schedule does not hold up others."""
         if not calls:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for call_keys, call_args in calls:
             await self.scripts.fire(keys=call_keys, args=call_args, client=pipe)  # (buffered in the pipeline)
         replies = await pipe.execute(raise_on_error=False)
-        out = []
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-            out.append(scripts.parse_fire(reply))
-        return out
+        return [reply if isinstance(reply, Exception) else scripts.parse_fire(reply) for reply in replies]
 
     async def fire(self, call_keys: list[str], call_args: list[Any]) -> tuple[int, str]:
         return scripts.parse_fire(await self.scripts.fire(keys=call_keys, args=call_args))
