@@ -221,3 +221,16 @@ def test_redis_outage_is_a_503_and_the_api_and_its_loop_recover(start_api, redis
                        api.client.get("/v1/schedules/tick").json()["fires"] >= 2, timeout=15, interval=0.2,
                        message="the loop firing again after the outage")
     assert fired
+
+
+def test_a_tenant_at_its_schedule_limit_gets_429(start_api, keys_file: Path) -> None:
+    api = start_api(JOBENGINE_API_KEYS_FILE=str(keys_file), JOBENGINE_SCHEDULER="false",
+                    JOBENGINE_MAX_SCHEDULES_PER_TENANT="2")
+    for i in range(2):
+        assert api.client.post("/v1/schedules", json={**EVERY_SECOND, "name": f"s{i}"}).status_code == 201
+    resp = api.client.post("/v1/schedules", json={**EVERY_SECOND, "name": "s2"})
+    assert resp.status_code == 429 and resp.headers["retry-after"], resp.text
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert api.client.post("/v1/schedules", json=EVERY_SECOND, headers=other).status_code == 201
+    assert api.client.delete("/v1/schedules/s0").status_code == 204
+    assert api.client.post("/v1/schedules", json={**EVERY_SECOND, "name": "s2"}).status_code == 201

@@ -154,7 +154,8 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(500, ge=1, le=5000, description="Schedules one take of the firing loop handles.")
     schedule_runs_kept: int = Field(20, ge=1, le=1000, description="Runs of each schedule kept for GET's history.")
     max_schedules_per_tenant: int = Field(
-        1000, ge=0, description="Schedules a tenant may hold (declared ones included); 0: no limit."
+        1000, ge=0, description="Schedules a tenant may hold, created through the API (declared ones count, but "
+        "the file is never refused); over it: 429; 0: no limit."
     )
     schedule_tick_key_ttl_seconds: int = Field(
         3600, ge=60, description="How long a fired tick's idempotency key is kept (beyond a schedule's misfire "
