@@ -164,9 +164,21 @@ def test_all_is_bounded_by_the_catch_up_limit() -> None:
 
 def test_skip_over_a_long_downtime_lands_on_the_grid() -> None:
     s = spec(interval_seconds=1, misfire_grace_seconds=5, catch_up="skip")
-    step = decide(Rule.of(s, 0), s, "t:s", 1_000, now=1_000 + 86_400.5)
-    # missed: more than 5 s late, so ticks 1000..87395; the first within the grace is 87396
-    assert step.kind == "skip" and step.next_tick == 87_396 and step.skipped == 86_396
+    rule, now = Rule.of(s, 0), 1_000 + 86_400.5
+    # missed: more than 5 s late, so ticks 1000..87395; the first within the grace is 87396. A step looks at
+    # 10,000 ticks at most (the event loop is not held long): the day is skipped in 9 steps
+    tick, skipped, steps = 1_000, 0, 0
+    while (step := decide(rule, s, "t:s", tick, now)).kind == "skip":
+        tick, skipped, steps = step.next_tick, skipped + step.skipped, steps + 1
+    assert (tick, skipped, steps) == (87_396, 86_396, 9)
+    assert step.kind == "fire" and step.tick == 87_396
+
+
+def test_a_per_second_cron_catch_up_step_is_short() -> None:
+    s = spec(cron="* * * * * *", misfire_grace_seconds=5, catch_up="skip")
+    start = int(datetime(2026, 3, 29, tzinfo=BERLIN).timestamp())  # across the spring change, too
+    step = decide(Rule.of(s, 0), s, "t:s", start, now=start + 86_400)
+    assert step.kind == "skip" and step.skipped == 10_000 and step.next_tick == start + 10_000
 
 
 def test_an_ended_schedule_has_no_next_tick_after_its_last() -> None:

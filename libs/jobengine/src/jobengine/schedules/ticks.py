@@ -10,7 +10,9 @@ docs/guarantees.md); interval ticks are anchor + k * interval, the anchor being 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -19,7 +21,9 @@ from cronsim import CronSim
 
 from .spec import ScheduleSpec
 
-SCAN_CAP = 100_000  # due ticks one decision looks at (a longer downtime is worked through in several steps)
+# due ticks one decision looks at: a longer downtime is worked through in several steps, so that no step holds
+# the API's event loop long (10,000 ticks of a per-second cron: about 30 ms)
+SCAN_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,26 @@ class Rule:
             return None
         return tick
 
+    def ticks_after(self, t: float) -> Iterator[int]:
+        """The ticks strictly after t, in order, until the schedule ends (one cron iterator for all of them:
+        a new one per tick costs ten times more)."""
+        if self.interval is not None:
+            tick = self.next_after(t)
+            while tick is not None:
+                yield tick
+                tick = self.next_after(tick)
+            return
+        assert self.cron is not None
+        if self.start is not None:
+            t = max(t, self.start - 1)
+        for when in CronSim(self.cron, datetime.fromtimestamp(math.floor(t), self.zone)):
+            tick = int(when.timestamp())
+            if self.end is not None and tick > self.end:
+                return
+            yield tick
+
     def upcoming(self, after: float, count: int) -> list[int]:
-        ticks: list[int] = []
-        t: int | None = self.next_after(after)
-        while t is not None and len(ticks) < count:
-            ticks.append(t)
-            t = self.next_after(t)
-        return ticks
+        return list(itertools.islice(self.ticks_after(after), count))
 
 
 def jitter(member: str, tick: int, seconds: int) -> float:
@@ -97,14 +114,13 @@ def decide(rule: Rule, spec: ScheduleSpec, member: str, next_tick: int, now: flo
     fires), latest (only the last missed one fires), all (each fires, at most catch_up_limit, the most recent).
     Due ticks that are not missed always fire, one step each, in order."""
     due: list[tuple[int, float]] = []
-    t: int | None = next_tick
-    while t is not None and len(due) < SCAN_CAP:
+    after: int | None = None  # the first tick not due (or not looked at)
+    for t in itertools.chain((next_tick,), rule.ticks_after(next_tick)):
         at = t + jitter(member, t, spec.jitter_seconds)
-        if at > now:
+        if at > now or len(due) >= SCAN_CAP:
+            after = t
             break
         due.append((t, at))
-        t = rule.next_after(t)
-    after = t  # the first tick not looked at
     if not due:
         return Step("wait", next_tick, next_tick)
     grace = spec.misfire_grace_seconds
