@@ -19,13 +19,13 @@ from jobengine import keys, scripts, tracing
 from jobengine.schedules.loop import Broken
 from jobengine.schedules.spec import NAME_PATTERN, ScheduleSpec
 from jobengine.schedules.store import Row, decode_cursor
-from jobengine.schedules.ticks import Rule
+from jobengine.schedules.ticks import Rule, jitter
 
 from ..deps import ApiContext, ContextDep, ReadPrincipal, SubmitPrincipal
 from ..jsonbody import decode, is_json, unsupported_media_type
 from ..problems import Problem, invalid, not_found, too_many, validation_errors
 from ..responses import JSONResponse
-from ..scheduling import Schedules, conflict_declared, first_tick
+from ..scheduling import Schedules, conflict_declared
 from .jobs import problems
 
 router = APIRouter(prefix="/v1", tags=["schedules"])
@@ -124,12 +124,9 @@ def _service(ctx: ApiContext) -> Schedules:
 def _view(row: Row, spec: ScheduleSpec) -> dict[str, Any]:
     f = row.fields
     doc = spec.model_dump(mode="json")
-    active = row.state in ("active", "broken") and row.next
     due = None
-    if active:
-        due = float(row.next)
-        from jobengine.schedules.ticks import jitter
-        due += jitter(row.member, int(row.next), spec.jitter_seconds)
+    if row.state in ("active", "broken") and row.next:
+        due = int(row.next) + jitter(row.member, int(row.next), spec.jitter_seconds)
     doc.update(state=row.state, error=f.get("error") or None, source=f.get("source") or "api",
                version=int(f.get("version") or 0), next_run_at=_iso(due), created_at=_iso(f.get("created_at")),
                updated_at=_iso(f.get("updated_at")), last_job_id=f.get("last_job") or None,
@@ -147,7 +144,7 @@ async def _row(service: Schedules, tenant: str, name: str) -> tuple[Row, Schedul
 
 
 def _check_limits(ctx: ApiContext, spec: ScheduleSpec) -> None:
-    ctx.limits.check_structure(spec.payload, "payload")
+    """The submit's payload size limit (the job type's own, if it declares one): 413 naming payload."""
     ctx.limits.check_job(spec.job_doc())
 
 
@@ -307,5 +304,3 @@ async def delete_schedule(name: ScheduleName, ctx: ContextDep, principal: Submit
         raise not_found(f"Schedule {name}")
     return Response(status_code=204)
 
-
-__all__ = ["router", "first_tick"]
