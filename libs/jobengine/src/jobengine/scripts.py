@@ -243,12 +243,12 @@ FIRE_WRITTEN, FIRE_REPEAT, FIRE_QUEUE_FULL, FIRE_TENANT_QUOTA = 1, 0, 2, 4
 FIRE_STALE, FIRE_SKIPPED_OVERLAP, FIRE_SKIPPED_MISSED, FIRE_BUFFERED, FIRE_BUFFER_WAITS = 10, 11, 12, 13, 14
 FIRE_BROKEN, FIRE_RESCORED = 15, 16
 FIRE_STEPS = ("fire", "pending", "skip", "broken", "rescore", "trigger")
-NO_JOB_KEYS = ["", "", "", "", "", "", ""]
+NO_JOB_KEYS: tuple[str, ...] = ()  # steps that write no job pass no enqueue KEYS
 
 
 def fire_keys(schedule: str, runs: str, job_keys: Sequence[str] = NO_JOB_KEYS) -> list[str]:
-    """KEYS of fire.lua: the schedule's hash and runs list, then enqueue.lua's 7 KEYS (enqueue_keys; the tick's
-    idempotency key in place of an Idempotency-Key)."""
+    """KEYS of fire.lua: the schedule's hash and runs list, then all of enqueue.lua's KEYS (enqueue_keys; the
+    tick's idempotency key in place of an Idempotency-Key)."""
     return [schedule, runs, *job_keys]
 
 

@@ -2,8 +2,8 @@
 -- skip ticks, fire a buffered tick (overlap=queue_one), mark it broken, or put it back in the due zset.
 -- The caller computed the step from the hash it read: a version or next tick that differs now (another
 -- process or a change got there first) refuses it, so each tick is acted on once (docs/guarantees.md).
--- KEYS[1] schedule hash  KEYS[2] its runs list  KEYS[3..9] enqueue.lua's KEYS (the tick's idempotency key as
--- KEYS[7]; '' each for a step that writes no job)
+-- KEYS[1] schedule hash  KEYS[2] its runs list  KEYS[3..] enqueue.lua's KEYS, all of them (the tick's idempotency
+-- key as enqueue's KEYS[5]; none for a step that writes no job)
 -- ARGV[1] step: fire | pending | skip | broken | rescore | trigger  ARGV[2] member '<tenant>:<name>'
 -- ARGV[3] version read  ARGV[4] next read ('' none)  ARGV[5] the tick acted on (epoch s; trigger: now)
 -- ARGV[6] next tick after the step ('' = the schedule ends)  ARGV[7] its due score (tick + jitter)
@@ -46,7 +46,7 @@ local function running()
 end
 
 local function write_job()
-  return enqueue({KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]}, {unpack(ARGV, 13)})
+  return enqueue({unpack(KEYS, 3)}, {unpack(ARGV, 13)})
 end
 
 -- next becomes ARGV[6]; the schedule is due again at its score, sooner while a buffered tick waits

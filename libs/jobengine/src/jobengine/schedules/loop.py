@@ -216,7 +216,7 @@ class FiringLoop:
         if span is not None:
             span.set_attribute("jobengine.job.id", job.id)
         next_score = step.next_score(member, spec)
-        return (scripts.fire_keys(keys.schedule(member), keys.schedule_runs(member), job.keys[:7]),
+        return (scripts.fire_keys(keys.schedule(member), keys.schedule_runs(member), job.keys),
                 scripts.fire_args(step="fire" if step.kind == "fire" else "pending", tick=step.tick,
                                   next_tick=_t(step.next_tick), next_score=next_score, retry_score=retry,
                                   job_args=job.args, **common)), step, span

@@ -199,7 +199,7 @@ async def trigger_schedule(name: ScheduleName, ctx: ContextDep, principal: Submi
         except Broken as exc:
             raise Problem(409, "schedule-broken", f"Schedule {name!r} cannot make its job: {exc}.") from None
         code, value = await service.store.fire(
-            scripts.fire_keys(keys.schedule(row.member), keys.schedule_runs(row.member), job.keys[:7]),
+            scripts.fire_keys(keys.schedule(row.member), keys.schedule_runs(row.member), job.keys),
             scripts.fire_args(step="trigger", member=row.member, version=row.version, next_read=row.next,
                               tick=round(now, 3), next_tick=row.next, next_score="", overlap="allow", now=now,
                               runs_kept=ctx.settings.schedule_runs_kept, retry_score=now, job_args=job.args))
