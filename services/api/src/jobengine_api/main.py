@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
-            components.update(schedules.openapi_components())
+            components.update(schedules.openapi_components(catalog.names()))
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema

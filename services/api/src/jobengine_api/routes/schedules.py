@@ -85,13 +85,18 @@ ScheduleChanges = create_model(  # every field optional: the fields given replac
 )
 
 
-def openapi_components() -> dict[str, Any]:
-    """The request bodies' schemas (the handlers read the raw body, as the submit routes do)."""
+def openapi_components(job_types: list[str]) -> dict[str, Any]:
+    """The request bodies' schemas (the handlers read the raw body, as the submit routes do), with what the
+    models check beyond their fields' types: a job type of the catalog, and one of cron or interval_seconds."""
     components: dict[str, Any] = {}
     for model in (ScheduleSpec, ScheduleChanges):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
+    spec = components["ScheduleSpec"]
+    spec["properties"]["type"]["enum"] = sorted(job_types)
+    spec["oneOf"] = [{"required": ["cron"], "properties": {"interval_seconds": {"type": "null"}}},
+                     {"required": ["interval_seconds"], "properties": {"cron": {"type": "null"}}}]
     return components
 
 
