@@ -178,6 +178,11 @@ bench-api: venv system-deps ## API instructions per submitted job (callgrind), s
 	@command -v valgrind >/dev/null || apt-get install -y valgrind
 	$(PY) -m bench.api_cost
 
+.PHONY: bench-schedules
+BENCH_SCHEDULES_ARGS ?= --burst 10000 --idle 100000 --apis 2 --window 30
+bench-schedules: venv ## Schedules: 10,000 due in the same second fired within (s); the firing loop's Redis and API CPU with 100,000 idle ones
+	$(PY) -m bench.schedules_bench $(BENCH_SCHEDULES_ARGS)
+
 .PHONY: autoscale-sim
 autoscale-sim: venv tools ## Autoscaling simulation: traces through the HPA + KEDA model fed by today's (6e9ed87) and the fixed chart (table + PASS/FAIL)
 	$(PY) -m bench.autoscale_sim

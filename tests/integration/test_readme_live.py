@@ -166,3 +166,35 @@ def test_parse_curl_refuses_flags_it_does_not_replay() -> None:
 def test_an_abridged_answer_keeps_the_fields_shown() -> None:
     assert shown_json('{"a":1,"b":null,...}') == ({"a": 1, "b": None}, True)
     assert shown_json('{"a":1}') == ({"a": 1}, False)
+
+
+def test_the_readme_schedules_session_answers_what_the_readme_shows(start_api, start_worker) -> None:
+    """The Schedules section's curl commands, as under `make run`: each answer has the fields shown, except the
+    ones that depend on the day (times) or on the run (job ids)."""
+    block = re.search(r"```console\n(.*?)```", section("Schedules"), re.S)
+    assert block, "the README's schedules session is gone"
+    steps: list[CurlStep] = []
+    lines = iter(block.group(1).splitlines())
+    for line in lines:
+        if line.startswith("$ "):
+            command = line[2:]
+            while command.endswith("\\"):
+                command = command[:-1] + next(lines).strip()
+            steps.append(parse_curl(command))
+        elif line.strip():
+            steps[-1].shown += line.strip()
+    assert [s.method for s in steps] == ["POST", "POST", "GET"]
+    api = start_api(key=None, JOBENGINE_ENV="development", JOBENGINE_AUTH="auto")
+    start_worker()
+    varying = {"next_run_at", "next_runs", "runs", "id", "location", "created_at", "updated_at", "last_job_id"}
+    for step in steps:
+        resp = api.client.request(step.method, step.url, headers=step.headers, content=step.body)
+        assert resp.status_code in (200, 201, 202), (step, resp.text)
+        got = resp.json()
+        shown, _ = shown_json(re.sub(r",\.\.\.,", ",", step.shown))  # (a '...' inside the object: fields left out)
+        assert set(shown) <= set(got), (step, got)
+        assert {k: got[k] for k in shown if k not in varying} == {k: v for k, v in shown.items() if k not in varying}
+        if step.method == "GET":  # the trigger's run, with its job's id and status
+            run = got["runs"][0]
+            assert run["outcome"] == "triggered" and run["job_id"] and "job_status" in run
+            assert len(got["next_runs"]) == 3

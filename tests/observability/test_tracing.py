@@ -178,6 +178,26 @@ def test_one_trace_from_http_request_to_job_run(inprocess: dict[str, Any], caplo
     assert {getattr(r, "span_id", None) for r in lines} == {f"{r.context.span_id:016x}" for r in runs}
 
 
+
+def test_a_schedules_fire_starts_a_trace_that_its_job_continues(inprocess: dict[str, Any]) -> None:
+    http, worker, exporter = inprocess["http"], inprocess["worker"], inprocess["exporter"]
+    resp = http.post("/v1/schedules", json={"name": "traced", "type": "obs_ok", "payload": {}, "interval_seconds": 1})
+    assert resp.status_code == 201, resp.text
+    deadline = time.monotonic() + 15
+    while not (runs := http.get("/v1/schedules/traced").json()["runs"]):  # the in-process API's loop fires it
+        assert time.monotonic() < deadline, "the schedule did not fire"
+        time.sleep(0.05)
+    assert http.post("/v1/schedules/traced:pause").status_code == 200
+    job_id = runs[-1]["job_id"]
+    assert run_until_done(worker, http, job_id)["status"] == "finished"
+    spans = exporter.get_finished_spans()
+    (fire,) = [s for s in by_name(spans, "schedule.fire") if s.attributes.get("jobengine.job.id") == job_id]
+    assert fire.parent is None and fire.kind.name == "PRODUCER"  # the root of a trace of its own
+    assert fire.attributes["jobengine.schedule.name"] == "traced"
+    assert fire.attributes["jobengine.schedule.tenant"] == "default"
+    (run,) = [s for s in by_name(spans, "run obs_ok") if s.attributes["jobengine.job.id"] == job_id]
+    assert run.context.trace_id == fire.context.trace_id and run.parent.span_id == fire.context.span_id
+
 def test_json_log_lines_carry_the_current_trace() -> None:
     from opentelemetry import trace
 

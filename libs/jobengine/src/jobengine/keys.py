@@ -21,6 +21,11 @@ PREFIXES: dict[str, str] = {
     "pubsub": "rq:pubsub:",
     "notify": "jobengine:notify:",
     "done": "jobengine:done:",
+    # schedules ('<tenant>:<name>' follows)
+    "schedule": "jobengine:schedule:",  # hash of one schedule
+    "schedule_runs": "jobengine:schedule:runs:",  # list of its last runs (JSON)
+    "schedule_state": "jobengine:schedules:state:",  # + state: set of the members in that state (the gauge)
+    "schedule_tick": "jobengine:schedule:tick:",  # + '<member>:<incarnation>:<tick>': a tick's idempotency key
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -87,4 +92,39 @@ def tenant_backlog(tenant: str) -> str:
     return f"jobengine:backlog:{tenant}"
 
 
-LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX}  # K.<name> in the scripts
+# Schedules (docs/guarantees.md, "Schedules"): tenant names hold no ':', schedule names neither.
+# zset of '<tenant>:<name>' scored by when to look at it next (its tick + jitter, or a lease's end)
+SCHEDULES_DUE = "jobengine:schedules:due"
+SCHEDULE_STATES = ("active", "paused", "ended", "broken")
+
+
+def schedule_member(tenant: str, name: str) -> str:
+    return f"{tenant}:{name}"
+
+
+def schedule(member: str) -> str:
+    """Hash of one schedule; `member` is schedule_member(tenant, name)."""
+    return PREFIXES["schedule"] + member
+
+
+def schedule_runs(member: str) -> str:
+    return PREFIXES["schedule_runs"] + member
+
+
+def schedule_state(state: str) -> str:
+    """Set of the schedules in a state: SCARD per state feeds jobengine_schedules{state} without a scan."""
+    return PREFIXES["schedule_state"] + state
+
+
+def schedule_tick(member: str, incarnation: str, tick: int) -> str:
+    """The idempotency key of one tick of one schedule: apart from the users' Idempotency-Key namespace. The
+    incarnation (creation time) keeps a schedule deleted and created again under its name from matching it."""
+    return f"{PREFIXES['schedule_tick']}{member}:{incarnation}:{tick}"
+
+
+def tenant_schedules(tenant: str) -> str:
+    """zset (all scores 0) of a tenant's schedule names: listed with a cursor by ZRANGEBYLEX."""
+    return f"jobengine:schedules:{tenant}"
+
+
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCHEDULES_DUE}  # K.<name> in the scripts

@@ -98,7 +98,25 @@ HTTP_DURATION = Histogram(
     buckets=HTTP_BUCKETS, **_NOREG,
 )
 
-API_METRICS = (JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
+# --- schedules (API side: the firing loop runs in the API processes) ---
+SCHEDULE_STATES = ("active", "paused", "ended", "broken")
+SCHEDULE_FIRE_OUTCOMES = ("enqueued", "skipped_overlap", "skipped_missed", "refused_backpressure", "broken")
+SCHEDULES = Gauge("jobengine_schedules", "Schedules by state (all tenants), read from Redis at each scrape.",
+                  ["state"], **_NOREG)
+SCHEDULE_FIRES = Counter(
+    "jobengine_schedule_fires",
+    "Ticks of schedules handled by this process, by outcome: enqueued, skipped_overlap (the previous run had not "
+    "ended), skipped_missed (later than the misfire grace, by the catch-up policy), refused_backpressure (queue "
+    "full or tenant quota: tried again), broken (job type gone or payload invalid).",
+    ["outcome"], **_NOREG,
+)
+SCHEDULE_LATENESS = Histogram(
+    "jobengine_schedule_lateness_seconds", "Time from a tick (plus its jitter) to its job's enqueue.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600), **_NOREG,
+)
+
+API_METRICS = (SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
+               JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
                QUEUE_WORKERS, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
 WORKER_METRICS = (JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
                   WORKER_BUSY, WORKER_IDLE, WORKER_JOBS_IN_PROGRESS, WORKER_REDIS_ERRORS)
@@ -153,3 +171,7 @@ def init_api_series(queue_job_types: Iterable[tuple[str, str]]) -> None:
         JOBS_SUBMITTED.labels(queue, job_type)
     for reason in REJECT_REASONS:
         JOBS_REJECTED.labels(reason)
+    for state in SCHEDULE_STATES:
+        SCHEDULES.labels(state)
+    for outcome in SCHEDULE_FIRE_OUTCOMES:
+        SCHEDULE_FIRES.labels(outcome)

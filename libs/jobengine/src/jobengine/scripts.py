@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 from . import keys
 
-SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue")
+SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue",
+                "take_schedules", "fire")
 
 
 INCLUDE = "--!include "
@@ -52,6 +53,8 @@ class Scripts:
     schedule: Any
     cancel: Any
     requeue: Any
+    take_schedules: Any
+    fire: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
@@ -222,3 +225,50 @@ def parse_change(reply: list[Any]) -> tuple[str, str]:
     """(result, status) of cancel.lua (canceled | stopping | terminal | missing) or requeue.lua (queued |
     not_failed | missing)."""
     return _text(reply[0]), _text(reply[1])
+
+
+# ----- schedules (jobengine.schedules): take_schedules.lua and fire.lua -----
+
+def take_args(*, now: float, lease_end: float, limit: int) -> list[Any]:
+    return [now, lease_end, limit]
+
+
+def parse_take(reply: list[Any]) -> tuple[list[str], float]:
+    """(members taken, earliest score left in the due zset or -1)."""
+    members, earliest = reply
+    return [_text(m) for m in members], float(earliest)
+
+
+FIRE_WRITTEN, FIRE_REPEAT, FIRE_QUEUE_FULL, FIRE_TENANT_QUOTA = 1, 0, 2, 4
+FIRE_STALE, FIRE_SKIPPED_OVERLAP, FIRE_SKIPPED_MISSED, FIRE_BUFFERED, FIRE_BUFFER_WAITS = 10, 11, 12, 13, 14
+FIRE_BROKEN, FIRE_RESCORED = 15, 16
+FIRE_STEPS = ("fire", "pending", "skip", "broken", "rescore", "trigger")
+NO_JOB_KEYS: tuple[str, ...] = ()  # steps that write no job pass no enqueue KEYS
+
+
+def fire_keys(schedule: str, runs: str, job_keys: Sequence[str] = NO_JOB_KEYS) -> list[str]:
+    """KEYS of fire.lua: the schedule's hash and runs list, then all of enqueue.lua's KEYS (enqueue_keys; the
+    tick's idempotency key in place of an Idempotency-Key)."""
+    return [schedule, runs, *job_keys]
+
+
+def fire_args(*, step: str, member: str, version: str, next_read: str, tick: float, next_tick: str,
+              next_score: float | str, overlap: str, now: float, runs_kept: int, retry_score: float,
+              extra: str | int = "", job_args: Sequence[Any] = ()) -> list[Any]:
+    """ARGV of fire.lua (see the script). next_tick: '' when the schedule ends after this step; job_args:
+    enqueue.lua's ARGV (enqueue_args) for the steps that write a job."""
+    assert step in FIRE_STEPS, step
+    return [step, member, version, next_read, tick, next_tick, next_score, overlap, now, runs_kept, retry_score,
+            extra, *job_args]
+
+
+def parse_fire(reply: list[Any]) -> tuple[int, str]:
+    """(code, job id or number as text): see fire.lua's codes (FIRE_*)."""
+    return int(reply[0]), _text(reply[1]) if len(reply) > 1 else ""
+
+
+def set_enqueue_idempotency(job_keys: list[str], job_args: list[Any], key: str, ttl: int) -> None:
+    """Give an enqueue call (enqueue_keys, enqueue_args) an idempotency key of another namespace than the
+    users' Idempotency-Key (a schedule's tick): KEYS[5] and ARGV[4] of enqueue.lua."""
+    job_keys[4] = key
+    job_args[3] = ttl

@@ -134,6 +134,38 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the API re-reads the key file and the revocation set in Redis."
     )
 
+    # Schedules (docs/guarantees.md, "Schedules"): the firing loop runs in every API process
+    scheduler: bool = Field(
+        True, description="Run the schedules' firing loop in this API process (every process may: each tick is "
+        "fired once whatever the number); false: this process serves the API only."
+    )
+    schedules_file: str | None = Field(
+        None, description="YAML or JSON file of declared schedules (a list of specs, each with an optional "
+        "tenant), upserted by every API process at start; declared schedules no longer in it are deleted."
+    )
+    scheduler_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="Longest sleep of the firing loop between looks at the due schedules (it "
+        "wakes earlier for the next due one): the worst lateness of a tick when nothing else wakes it."
+    )
+    scheduler_lease_seconds: float = Field(
+        10.0, gt=0, description="A schedule a process took is left to it this long; when the process dies, another "
+        "takes it over after this (the tick is then late by up to this much, not lost)."
+    )
+    scheduler_batch: int = Field(500, ge=1, le=5000, description="Schedules one take of the firing loop handles.")
+    schedule_runs_kept: int = Field(20, ge=1, le=1000, description="Runs of each schedule kept for GET's history.")
+    max_schedules_per_tenant: int = Field(
+        1000, ge=0, description="Schedules a tenant may hold, created through the API (declared ones count, but "
+        "the file is never refused); over it: 429; 0: no limit."
+    )
+    schedule_tick_key_ttl_seconds: int = Field(
+        3600, ge=60, description="How long a fired tick's idempotency key is kept (beyond a schedule's misfire "
+        "grace, which is added to it): a tick computed again within it is not fired twice."
+    )
+    schedule_broken_retry_seconds: float = Field(
+        60.0, gt=0, description="How often a broken schedule (its job type gone from the catalog, or its payload no "
+        "longer valid) is looked at again: a process whose catalog has the type fires it again."
+    )
+
     # Worker
     queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["high", "default", "low"],

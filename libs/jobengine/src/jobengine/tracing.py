@@ -257,6 +257,17 @@ def enqueue_span(count: int = 1) -> EnqueueSpan | _NoEnqueueSpan:
     return EnqueueSpan(count) if _enabled else _NO_ENQUEUE_SPAN
 
 
+def start_fire(tenant: str, name: str, tick: float) -> tuple[Span | None, dict[str, str] | None]:
+    """A schedule's tick: the root span of a new trace ("schedule.fire") and the W3C context for the job's meta,
+    so the job's wait and run continue it; (None, None) when tracing is off. The caller ends the span."""
+    if not _enabled:
+        return None, None
+    span = _tracer.start_span("schedule.fire", context=otel_context.Context(), kind=SpanKind.PRODUCER, attributes={
+        "jobengine.schedule.name": name, "jobengine.schedule.tenant": tenant, "jobengine.schedule.tick": tick,
+        "messaging.system": "jobengine", "messaging.operation.type": "send"})
+    return span, inject(ctx=trace.set_span_in_context(span))
+
+
 # ----- worker: wait and run spans -----
 
 def start_run(*, job_id: str, job_type: str, queue: str, attempt: int, traceparent: str | None,
@@ -294,5 +305,6 @@ def end_run(span: Span | None, outcome: str, error: str = "") -> None:
 
 __all__ = [
     "TracingMiddleware", "attach", "detach", "enabled", "end_run", "enqueue_span", "extract",
-    "force_flush", "ids", "inject", "setup_tracing", "shutdown", "start_run", "traceparent_of", "tracing_configured",
+    "force_flush", "ids", "inject", "setup_tracing", "shutdown", "start_fire", "start_run", "traceparent_of",
+    "tracing_configured",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 
@@ -30,6 +30,7 @@ class ApiContext:
     limits: Limits
     guard: MemoryGuard | None = None  # None: no Redis memory guard
     queues: frozenset[str] = frozenset()  # the declared queues (catalog.declared_queues): no other is accepted
+    schedules: Any = None  # scheduling.Schedules (None: a context built without them)
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool

@@ -14,6 +14,8 @@ from fastapi.openapi.utils import get_openapi
 from jobengine import metrics, tracing
 from jobengine.catalog import Catalog, declared_queues, discover, get_catalog
 from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
+from jobengine.schedules import declared
+from jobengine.schedules.store import ScheduleStore
 from jobengine.settings import Settings, get_settings
 
 from . import problems
@@ -27,7 +29,8 @@ from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
-from .routes import health, job_types, jobs, keys, queues
+from .routes import health, job_types, jobs, keys, queues, schedules
+from .scheduling import Schedules
 from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
@@ -52,6 +55,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     keyring = keyring_from_settings(settings)  # None: auth off (development); exits on a bad key setup
     queue_names = declared_queues(catalog, settings)
     metrics.init_api_series((t.queue, t.name) for t in (catalog[name] for name in catalog.names()))
+    # declared schedules are read (and refused when invalid) before the process serves anything
+    try:
+        declared_specs = declared.load(settings.schedules_file) if settings.schedules_file else None
+    except declared.DeclaredError as exc:
+        raise SystemExit(f"invalid JOBENGINE_SCHEDULES_FILE: {exc}") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,11 +67,14 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         store = JobStore(client, settings)
         waiter = DoneWaiter(client)
         guard = MemoryGuard(client, settings.redis_memory_limit_ratio, settings.redis_memory_check_seconds)
-        ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names)
+        schedules_ = Schedules(settings, catalog, submissions, queue_names,
+                               ScheduleStore(client, runs_kept=settings.schedule_runs_kept))
+        ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
+                                         schedules_)
         metrics_server = None
         if settings.api_metrics_port:
             metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
-                                           lambda: health.refresh_queue_gauges(ctx),
+                                           lambda: health.refresh_gauges(ctx),
                                            settings.http_header_timeout_seconds, settings.http_body_timeout_seconds)
             await metrics_server.start()
         refresher = None
@@ -71,18 +82,26 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             refresher = KeyRefresher(keyring, settings.api_keys_file, client, settings.auth_refresh_seconds)
         try:
             await store.warm_up()
+            await schedules_.store.warm_up()
             if refresher is not None:
                 await refresher.refresh()
         except TRANSIENT_ERRORS as exc:  # start anyway: /readyz reports it, requests get 503 until it is back
             log.warning("redis not reachable at start", extra={"error": repr(exc)})
+        if declared_specs is not None:
+            await upsert_declared(schedules_, declared_specs)
         if refresher is not None:
             refresher.start()
         guard.start()
+        firing = schedules_.loop(held_back=lambda: guard.over) if settings.scheduler else None
+        if firing is not None:  # after the warm-up: every API process fires, each tick once (docs/guarantees.md)
+            firing.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
             yield
         finally:
+            if firing is not None:
+                await firing.stop()
             if metrics_server is not None:
                 await metrics_server.stop()
             if refresher is not None:
@@ -102,7 +121,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, keys.router, health.router):
+    for router in (jobs.router, job_types.router, queues.router, schedules.router, keys.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
@@ -119,6 +138,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
+            components.update(schedules.openapi_components(catalog.names()))
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema
@@ -126,6 +146,26 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def upsert_declared(service: Schedules, specs: list[declared.DeclaredSpec]) -> None:
+    """Write JOBENGINE_SCHEDULES_FILE's schedules. Redis away: retried a few times, then the process starts
+    without (the next start, or another process, writes them); an invalid one (a job type this catalog lacks)
+    stops the start, as a bad setting does."""
+    import asyncio
+
+    for attempt in range(10):
+        try:
+            counts = await service.upsert_declared(specs)
+            log.info("declared schedules written", extra={f"schedules_{k}": v for k, v in counts.items()})
+            return
+        except TRANSIENT_ERRORS as exc:
+            log.warning("declared schedules not written yet", extra={"error": repr(exc), "attempt": attempt})
+            await asyncio.sleep(1)
+        except problems.Problem as problem:
+            raise SystemExit(f"invalid schedule in {service.settings.schedules_file}: {problem.detail} "
+                             f"{problem.errors or ''}") from None
+    log.error("declared schedules not written: Redis unreachable")
 
 
 def add_security(schema: dict[str, Any]) -> None:

@@ -39,6 +39,19 @@ async def readyz(ctx: ContextDep) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def refresh_gauges(ctx: ApiContext) -> None:
+    """What a /metrics scrape reads from Redis: the queue gauges, then the schedules by state (SCARD of one set
+    per state: cheap with 100,000 schedules)."""
+    await refresh_queue_gauges(ctx)
+    if ctx.schedules is None:
+        return
+    try:
+        async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):
+            await ctx.schedules.refresh_gauges()
+    except Exception as exc:
+        log.warning("schedule gauges not refreshed", extra={"error": repr(exc)})
+
+
 async def refresh_queue_gauges(ctx: ApiContext) -> None:
     """Read the declared queues from Redis for this scrape; on failure keep the scrape and report redis_up 0."""
     try:
