@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def test_burst_through_the_batch_endpoint_finishes(system: System) -> None:
     assert [d["result"]["message"] for d in done] == [f"burst-{i}" for i in range(BURST)]
     workers = {d["worker"].rsplit(".", 1)[0] for d in done}
     assert workers <= {w.name for w in system.workers}, workers  # the containers' hostnames are their pod names
+
+
+def test_the_declared_schedule_fires_in_the_api_container(system: System) -> None:
+    """The chart's `schedules` value -> its ConfigMap -> the API's schedules file -> jobs at each tick."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = system.api.client.get("/v1/schedules/ci-every-2s")
+        assert response.status_code == 200, response.text
+        schedule = response.json()
+        finished = [r for r in schedule["runs"] if r["outcome"] == "enqueued" and r["job_status"] == "finished"]
+        if len(finished) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert schedule["source"] == "declared" and schedule["state"] == "active", schedule
+    assert len(finished) >= 2, schedule["runs"]
+    job = system.api.job(finished[0]["job_id"])
+    assert job["result"]["message"] == "scheduled", job
 
 
 def test_every_rendered_probe_passes_inside_its_container(system: System) -> None:

@@ -116,6 +116,11 @@ is created whenever pod-deletion-cost binds its Role to it, so that Role never l
 {{- printf "%s-config" (include "jobengine.fullname" .) }}
 {{- end }}
 
+{{/* The ConfigMap of the declared schedules (`schedules`), mounted into the api pods. */}}
+{{- define "jobengine.schedulesName" -}}
+{{- printf "%s-schedules" (include "jobengine.fullname" .) }}
+{{- end }}
+
 {{/*
 The Redis list RQ keeps a queue's waiting jobs in. Must equal jobengine.keys.queue(name)
 (libs/jobengine/src/jobengine/keys.py); tests/chart checks it against the code.
