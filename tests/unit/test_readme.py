@@ -41,3 +41,14 @@ def test_the_target_parsers() -> None:
     assert readme_make_targets("run `make chaos-short` or `make bench ARGS=1`\n```bash\nmake run  # x\n```") == {
         "chaos-short", "bench", "run"}
     assert makefile_targets(".PHONY: run\nrun: venv ## x\nPY := x\nCHECKOV_VENV ?= y\n") == {"run"}
+
+
+def test_the_example_schedules_file_is_valid_for_the_builtin_catalog() -> None:
+    from jobengine.catalog import get_catalog
+    from jobengine.schedules.declared import load
+
+    specs = load(str(ROOT / "examples" / "schedules.yaml"))
+    catalog = get_catalog()
+    assert [s.name for s in specs] == ["primes-every-minute", "nightly-echo"]
+    for spec in specs:
+        catalog[spec.type].input_model.model_validate(spec.payload)
