@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,7 @@ def prometheus(obs_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
 
 # The workload: every outcome, with exact expected counts.
 OK_DEFAULT, OK_HIGH, FAIL, FLAKY, SLOW = 30, 10, 6, 3, 1
+SCHEDULED = 2  # obs_ok jobs of a schedule with two ticks (not submissions: no jobs_submitted)
 
 
 @dataclass
@@ -206,6 +208,7 @@ class Workload:
     finished: dict[str, int]  # outcome -> runs
     rejected: int
     prometheus: PromServer | None
+    scheduled: int = 0  # jobs made by schedule ticks
     elapsed: float = 0.0
     statuses: Counter[str] = field(default_factory=Counter)
 
@@ -227,6 +230,12 @@ def workload(obs_stack: Stack, request: pytest.FixtureRequest) -> Workload:
         assert resp.status_code == 202, resp.text
         ids[job_type].append(resp.json()["id"])
 
+    # a schedule with exactly two ticks (start_at and one interval later; end_at before the third)
+    start = datetime.fromtimestamp(int(time.time()) + 2, timezone.utc)
+    schedule = http.post("/v1/schedules", json={
+        "name": "obs-two-ticks", "type": "obs_ok", "payload": {"seconds": 0.005}, "interval_seconds": 1,
+        "start_at": start.isoformat(), "end_at": (start + timedelta(seconds=1.5)).isoformat()})
+    assert schedule.status_code == 201, schedule.text
     submit("obs_slow", {"seconds": 5})  # first: its 1 s timeout overlaps the rest
     for _ in range(OK_DEFAULT):
         submit("obs_ok", {"seconds": 0.005})
@@ -241,6 +250,13 @@ def workload(obs_stack: Stack, request: pytest.FixtureRequest) -> Workload:
     invalid = http.post("/v1/jobs", json={"type": "obs_ok", "payload": {"seconds": -1}})
     assert invalid.status_code == 422, invalid.text
 
+    deadline = time.monotonic() + 30
+    while True:  # the schedule's two jobs ended
+        runs = http.get("/v1/schedules/obs-two-ticks").json()["runs"]
+        if [r["job_status"] for r in runs] == ["finished"] * SCHEDULED:
+            break
+        assert time.monotonic() < deadline, f"schedule runs: {runs}\n{obs_stack.logs()}"
+        time.sleep(0.2)
     statuses: Counter[str] = Counter()
     for job_ids in ids.values():
         for job_id in job_ids:
@@ -255,8 +271,8 @@ def workload(obs_stack: Stack, request: pytest.FixtureRequest) -> Workload:
         ids=ids,
         submitted={("default", "obs_ok"): OK_DEFAULT, ("high", "obs_ok"): OK_HIGH, ("default", "obs_fail"): FAIL,
                    ("default", "obs_flaky"): FLAKY, ("default", "obs_slow"): SLOW},
-        started=OK_DEFAULT + OK_HIGH + FAIL + 2 * FLAKY + SLOW,
-        finished={"succeeded": OK_DEFAULT + OK_HIGH + FLAKY, "failed": FAIL, "retried": FLAKY, "timed_out": SLOW,
+        started=OK_DEFAULT + OK_HIGH + FAIL + 2 * FLAKY + SLOW + SCHEDULED, scheduled=SCHEDULED,
+        finished={"succeeded": OK_DEFAULT + OK_HIGH + FLAKY + SCHEDULED, "failed": FAIL, "retried": FLAKY, "timed_out": SLOW,
                   "canceled": 0, "requeued": 0},
         rejected=1, prometheus=prom, elapsed=time.monotonic() - started_at, statuses=statuses,
     )

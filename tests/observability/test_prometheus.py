@@ -71,7 +71,7 @@ def prom(workload: Workload, obs_stack: Stack) -> PromServer:
     while True:
         runs = prom.value(f"sum(jobengine_jobs_finished_total{{{OBS}}})")
         e2e = prom.value(f"sum(jobengine_job_e2e_seconds_count{{{OBS}}})")
-        if runs == expected_runs and e2e == sum(workload.submitted.values()):
+        if runs == expected_runs and e2e == sum(workload.submitted.values()) + workload.scheduled:
             break
         assert time.monotonic() < deadline, f"Prometheus saw {runs} runs, {e2e} ended jobs; expected {expected_runs}"
         time.sleep(0.25)
@@ -95,16 +95,16 @@ def test_counters_match_the_workload_exactly(prom: PromServer, workload: Workloa
     assert prom.value("sum(jobengine_jobs_submitted_total)") == 50
     for (queue, job_type), count in workload.submitted.items():
         assert prom.value(f'sum(jobengine_jobs_submitted_total{{queue="{queue}",job_type="{job_type}"}})') == count
-    assert prom.value(f"sum(jobengine_jobs_started_total{{{OBS}}})") == workload.started == 53
+    assert prom.value(f"sum(jobengine_jobs_started_total{{{OBS}}})") == workload.started == 55  # 2 of a schedule
     for outcome, count in workload.finished.items():
         got = prom.value(f'sum(jobengine_jobs_finished_total{{{OBS},outcome="{outcome}"}})')
         assert got == count, f"outcome {outcome}: {got} != {count}"
-    assert workload.finished == {"succeeded": 43, "failed": 6, "retried": 3, "timed_out": 1, "canceled": 0,
+    assert workload.finished == {"succeeded": 45, "failed": 6, "retried": 3, "timed_out": 1, "canceled": 0,
                                  "requeued": 0}
     assert prom.value('sum(jobengine_jobs_finished_total{job_type="obs_ok",queue="high",outcome="succeeded"})') == 10
     assert prom.value('sum(jobengine_jobs_rejected_total{reason="validation"})') == 1
     assert prom.value("sum(jobengine_jobs_rejected_total)") == 1
-    for histogram, count in (("wait", 53), ("run", 53), ("e2e", 50)):
+    for histogram, count in (("wait", 55), ("run", 55), ("e2e", 52)):
         assert prom.value(f"sum(jobengine_job_{histogram}_seconds_count{{{OBS}}})") == count, histogram
     # the timeout shows in the run time: the obs_slow run took its 1 s timeout, not its 5 s sleep
     slow = prom.value('sum(jobengine_job_run_seconds_sum{job_type="obs_slow"})')
@@ -122,6 +122,10 @@ def test_counters_match_the_workload_exactly(prom: PromServer, workload: Workloa
     assert prom.value("count(jobengine_worker_idle)") == 1
     assert prom.value("sum(jobengine_worker_busy)") == 0
     assert prom.value("min(jobengine_redis_up)") == 1
+    # the schedule: two ticks, each enqueued once (by one of the API's loop), each late by a measured amount
+    assert prom.value('sum(jobengine_schedule_fires_total{outcome="enqueued"})') == workload.scheduled
+    assert prom.value("sum(jobengine_schedule_lateness_seconds_count)") == workload.scheduled
+    assert prom.value('max(jobengine_schedules{state="ended"})') == 1
 
 
 def test_dashboard_is_templated_for_the_grafana_sidecar() -> None:
@@ -146,7 +150,8 @@ def test_dashboard_is_templated_for_the_grafana_sidecar() -> None:
             assert 'namespace=~"$namespace"' in target["expr"], f"{panel['title']}: not filtered by namespace"
     titles = " ".join(p["title"].lower() for p in panels(dash))
     for needed in ("redis memory", "rejected", "aof", "started /s", "wait", "run time", "end-to-end", "failure ratio", "retries", "queue depth",
-                   "in flight", "workers busy", "saturation", "requests /s", "5xx", "latency"):
+                   "in flight", "workers busy", "saturation", "requests /s", "5xx", "latency", "schedules by state",
+                   "schedule fires", "schedule fire lateness"):
         assert needed in titles, f"no panel about {needed}"
 
 
