@@ -21,6 +21,8 @@ PREFIXES: dict[str, str] = {
     "pubsub": "rq:pubsub:",
     "notify": "jobengine:notify:",
     "done": "jobengine:done:",
+    "paused": "jobengine:paused:",  # a queue's pause marker (see paused())
+    "op": "jobengine:op:",  # a bulk operation's hash (operations.py, bulk.lua)
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -66,6 +68,21 @@ def worker_pubsub(name: str) -> str:
     return PREFIXES["pubsub"] + name
 
 
+def paused(queue_name: str) -> str:
+    """A paused queue's marker: a list holding one JSON element (since, refuse_submits), absent when the
+    queue runs. A list, not a string or hash, so KEDA's redis trigger can read it with LLEN (1 = paused) and
+    the autoscaling formula count the queue's waiting jobs as zero (docs/kubernetes.md)."""
+    return PREFIXES["paused"] + queue_name
+
+
+def operation(op_id: str) -> str:
+    return PREFIXES["op"] + op_id
+
+
+OPERATIONS = "jobengine:ops"  # zset of operation ids by creation time (listing)
+OPERATIONS_ACTIVE = "jobengine:ops:active"  # set of operation ids not yet ended: what the API processes run
+
+
 def notify(queue_name: str) -> str:
     """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
     return PREFIXES["notify"] + queue_name
@@ -87,4 +104,4 @@ def tenant_backlog(tenant: str) -> str:
     return f"jobengine:backlog:{tenant}"
 
 
-LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX}  # K.<name> in the scripts
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "ops_active": OPERATIONS_ACTIVE}  # K.<name> in the scripts

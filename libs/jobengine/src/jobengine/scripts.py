@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from . import keys
 
-SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue")
+SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue", "bulk")
 
 
 INCLUDE = "--!include "
@@ -52,6 +52,7 @@ class Scripts:
     schedule: Any
     cancel: Any
     requeue: Any
+    bulk: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
@@ -216,6 +217,22 @@ def cancel_args(*, job_id: str, now: float, stamp: str, message: str, owner: str
 def requeue_args(*, job_id: str, stamp: str, owner: str, token: str) -> list[Any]:
     """ARGV of requeue.lua (owner and token as for cancel_args)."""
     return [job_id, stamp, owner, token]
+
+
+def bulk_args(*, op_id: str, owner: str, now: float, stamp: str, limit: int, lease_seconds: float,
+              cancel_text: str) -> list[Any]:
+    """ARGV of bulk.lua: one step of operation op_id under owner's lease."""
+    return [op_id, owner, now, stamp, limit, lease_seconds, cancel_text]
+
+
+class BulkStep(NamedTuple):
+    state: str  # running | done | canceled | leased | missing
+    examined: int
+    matched: int
+
+
+def parse_bulk(reply: list[Any]) -> BulkStep:
+    return BulkStep(_text(reply[0]), int(reply[1]), int(reply[2]))
 
 
 def parse_change(reply: list[Any]) -> tuple[str, str]:

@@ -16,6 +16,8 @@ from .auth import forbidden
 from .guard import MemoryGuard
 from .limits import Limits
 from .models import Submissions
+from .operations import Operations
+from .pauses import PausedQueues
 from .store import JobStore
 from .waiter import DoneWaiter
 
@@ -30,6 +32,8 @@ class ApiContext:
     limits: Limits
     guard: MemoryGuard | None = None  # None: no Redis memory guard
     queues: frozenset[str] = frozenset()  # the declared queues (catalog.declared_queues): no other is accepted
+    paused: PausedQueues | None = None  # which queues refuse submits (pauses.py); None: never refused
+    operations: Operations | None = None  # bulk operations (operations.py)
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool

@@ -27,7 +27,9 @@ from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
-from .routes import health, job_types, jobs, queues
+from .operations import OperationRunner, Operations
+from .pauses import PausedQueues
+from .routes import health, job_types, jobs, operations, queues, workers
 from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
@@ -59,7 +61,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         store = JobStore(client, settings)
         waiter = DoneWaiter(client)
         guard = MemoryGuard(client, settings.redis_memory_limit_ratio, settings.redis_memory_check_seconds)
-        ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names)
+        paused = PausedQueues(store, queue_names, settings.paused_refresh_seconds)
+        runner = OperationRunner(client, store.scripts.bulk, settings)
+        ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
+                                         paused, Operations(client, runner))
         metrics_server = None
         if settings.api_metrics_port:
             metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         if refresher is not None:
             refresher.start()
         guard.start()
+        paused.start()
+        runner.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
@@ -87,6 +94,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 await metrics_server.stop()
             if refresher is not None:
                 await refresher.stop()
+            await runner.stop()
+            await paused.stop()
             await guard.stop()
             await waiter.close()
             await store.aclose()
@@ -101,7 +110,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                              "exclude": lambda scope: scope.get("path") in tracing.UNTRACED_PATHS})
     app.state.settings = settings
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, health.router):
+    for router in (jobs.router, job_types.router, queues.router, workers.router, operations.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request

@@ -22,7 +22,7 @@ from redis.exceptions import ExecAbortError, NoScriptError, ResponseError
 from jobengine import keys
 from jobengine.catalog import JobType
 from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
-                               utcformat)
+                               parse_ts, utcformat)
 from jobengine.redis_conn import PoolExhausted
 from jobengine import scripts
 from jobengine.scripts import Scripts
@@ -48,7 +48,8 @@ for _, q in ipairs(names) do
   end
   out[#out + 1] = {q, redis.call('LLEN', 'rq:queue:' .. q), redis.call('ZCARD', 'rq:wip:' .. q),
     redis.call('ZCARD', 'rq:scheduled:' .. q), redis.call('ZCARD', 'rq:failed:' .. q),
-    redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live}
+    redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live,
+    redis.call('LINDEX', '""" + keys.PREFIXES["paused"] + """' .. q, 0)}
 end
 return out
 """
@@ -368,13 +369,99 @@ class JobStore:
             job_id=job_id, stamp=utcformat(datetime.now(timezone.utc)), owner=self._owner(tenant) or "",
             token=token or new_token())))
 
+    async def workers(self) -> list[dict[str, Any]]:
+        """The live workers (their rq:worker:<name> hash exists: a dead one's expires within its TTL), by name.
+        Members of rq:workers whose hash is gone are removed on the way (RQ leaves them behind too)."""
+        members = sorted(await self.redis.smembers(keys.WORKERS_SET))
+        if not members:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in members:
+            pipe.hmget(key, *WORKER_FIELDS)
+        rows = await pipe.execute()
+        now = time.time()
+        out, dead = [], []
+        for key, row in zip(members, rows, strict=True):
+            if row[0] is None and row[1] is None:  # no birth, no heartbeat: the hash expired
+                dead.append(key)
+                continue
+            out.append(worker_view(_s(key)[len(keys.PREFIXES["worker"]):], row, now))
+        if dead:
+            await self.redis.srem(keys.WORKERS_SET, *dead)
+        return out
+
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
         rows = await self._queue_stats(keys=[], args=known)
-        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:]), strict=True))} for row in rows]
+        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:8]), strict=True)),
+                  **pause_view(row[8] if len(row) > 8 else None)} for row in rows]
         return sorted(stats, key=lambda s: s["name"])
+
+    # --- pause ---
+
+    async def pause(self, queue: str, refuse_submits: bool) -> dict[str, Any]:
+        """Mark the queue paused (the claim script skips it): a list of one element, so KEDA reads it with LLEN."""
+        marker = orjson.dumps({"since": utcformat(datetime.now(timezone.utc)), "refuse_submits": refuse_submits})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.paused(queue))
+            pipe.rpush(keys.paused(queue), marker)
+            await pipe.execute()
+        return {"name": queue, "paused": True, **pause_view(marker)}
+
+    async def resume(self, queue: str) -> dict[str, Any]:
+        """Remove the marker and wake an idle worker of the queue (as a submit does)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.paused(queue))
+            pipe.lpush(keys.notify(queue), "1")
+            pipe.ltrim(keys.notify(queue), 0, 0)
+            await pipe.execute()
+        return {"name": queue, "paused": False, "refuse_submits": False, "paused_since": None}
+
+    async def paused_queues(self, known: list[str]) -> dict[str, dict[str, Any]]:
+        """The paused queues among `known`, with their marker (one round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in known:
+                pipe.lindex(keys.paused(q), 0)
+            markers = await pipe.execute()
+        return {q: pause_view(m) for q, m in zip(known, markers, strict=True) if m is not None}
 
 
 TENANT_FIELD_B = keys.TENANT_FIELD.encode()
+WORKER_FIELDS = ("birth", "last_heartbeat", "queues", "state", "current_job", "jobengine_job_since",
+                 "successful_job_count", "failed_job_count", "jobengine_rss_bytes", "jobengine_pool", "hostname", "pid")
+
+
+def pause_view(marker: bytes | None) -> dict[str, Any]:
+    """A queue's pause fields from its marker (None: not paused). A marker written by hand (not JSON) still
+    pauses the queue, as the claim script only checks that it exists."""
+    if marker is None:
+        return {"paused": False, "refuse_submits": False, "paused_since": None}
+    try:
+        doc = orjson.loads(marker)
+    except orjson.JSONDecodeError:
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    return {"paused": True, "refuse_submits": doc.get("refuse_submits") is True,
+            "paused_since": parse_ts(doc.get("since")) if isinstance(doc.get("since"), str) else None}
+
+
+def _int(value: bytes | None) -> int | None:
+    try:
+        return int(value) if value not in (None, b"") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def worker_view(name: str, row: list[bytes | None], now: float) -> dict[str, Any]:
+    (birth, beat, queues, state, current, since, finished, failed, rss, pool, host, pid) = row
+    last = parse_ts(beat)
+    return {
+        "name": name, "pool": _s(pool) or None, "queues": [q for q in _s(queues).split(",") if q],
+        "state": _s(state) or "unknown",
+        "current_job": {"id": _s(current), "since": parse_ts(since)} if current else None,
+        "last_heartbeat": last, "heartbeat_age_seconds": round(max(0.0, now - last.timestamp()), 3) if last else None,
+        "jobs_finished": _int(finished) or 0, "jobs_failed": _int(failed) or 0, "rss_bytes": _int(rss) or None,
+        "hostname": _s(host) or None, "pid": _int(pid), "birth": parse_ts(birth),
+    }
 MULTI, EXEC = pack(["MULTI"]), pack(["EXEC"])
 
 

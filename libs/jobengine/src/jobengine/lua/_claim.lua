@@ -1,6 +1,7 @@
 -- Included by claim.lua and complete_claim.lua, after _notify (scripts.py inlines it where they say
 -- --!include).
--- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
+-- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order, skipping the
+-- paused ones (their jobengine:paused:<queue> marker exists: POST /v1/queues/{name}:pause).
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
 -- under '<job_id>:<execution_id>', scored by `expiry` (whole epoch s), when the claim lapses unless renewed.
 -- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
@@ -42,7 +43,8 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
   for _, q in ipairs(queues) do
     local qkey = K.queue .. q
     local wip = {}  -- score, member pairs for one ZADD a queue
-    while n < limit do
+    local open = redis.call('EXISTS', K.paused .. q) == 0  -- a paused queue is skipped: one check a queue a call
+    while open and n < limit do
       local ids = redis.call('LPOP', qkey, limit - n)
       if not ids then break end
       for _, id in ipairs(ids) do

@@ -142,6 +142,12 @@ def _validate(ctx: ApiContext, adapter: TypeAdapter[Any], doc: Any) -> JobOption
     return sub
 
 
+def queue_paused(queue: str) -> Problem:
+    JOBS_REJECTED.labels("queue_paused").inc()
+    return Problem(409, "queue-paused", f"Queue {queue!r} is paused and refuses submits until it is resumed "
+                   "(POST /v1/queues/{name}:resume).", extra={"queue": queue})
+
+
 def unknown_queue(ctx: ApiContext, queue: str) -> Problem:
     declared = ", ".join(sorted(ctx.queues))
     return invalid([{"field": "queue", "message": f"unknown queue {queue!r}; declared: {declared}"}],
@@ -221,6 +227,8 @@ async def submit_job(request: Request) -> Response:
     sub = _validate(ctx, ctx.submissions.single, doc)
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         (job,) = _prepare(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")], span)
+        if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
+            raise queue_paused(job.queue)
         try:
             done = Submitted(job, await ctx.store.enqueue(job))
         except OutOfMemoryError:
@@ -264,6 +272,10 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             continue
         try:
             sub = _validate(ctx, ctx.submissions.batch_item, item)
+            if ctx.paused is not None and ctx.paused.refusing:
+                queue = sub.queue or ctx.catalog[sub.type].queue or ctx.settings.default_queue  # type: ignore[attr-defined]
+                if queue in ctx.paused.refusing:
+                    raise queue_paused(queue)
         except Problem as problem:
             results[index] = _item_error(request, index, problem)
             continue
