@@ -184,7 +184,8 @@ class Settings(BaseSettings):
 
     # Operator actions (the API runs bulk operations in the background: operations.py)
     bulk_chunk_size: int = Field(
-        200, ge=1, le=1000, description="Jobs one step of a bulk operation examines (one short script call)."
+        100, ge=1, le=1000, description="Registry entries one step of a bulk operation examines (one script call: "
+        "Redis is held for the step, so its time grows with this; make bench-bulk measures it)."
     )
     bulk_pause_seconds: float = Field(
         0.005, ge=0, le=10, description="Pause between two steps of a bulk operation: Redis serves other clients "
