@@ -99,6 +99,12 @@ def rate_limit(key_id: str) -> str:
     return f"jobengine:ratelimit:{key_id}"
 
 
+def tenant_index(tenant: str) -> str:
+    """A tenant's own listing index: a stream of {id: job_id} in submit order (enqueue.lua writes it beside
+    JOB_INDEX), so listing a tenant's jobs never scans other tenants' entries."""
+    return f"{JOB_INDEX}:{tenant}"
+
+
 def tenant_backlog(tenant: str) -> str:
     """Jobs of a tenant not yet ended, counted while its backlog quota is on (enqueue.lua, complete.lua)."""
     return f"jobengine:backlog:{tenant}"

@@ -58,7 +58,10 @@ def sources(request: OperationRequest, queues: list[str]) -> list[str]:
 
 
 def stamp(value: datetime | None) -> str:
-    return utcformat(value) if value is not None else ""
+    """An RQ timestamp of a filter's bound (a time without a zone is UTC), '' for none."""
+    if value is None:
+        return ""
+    return utcformat(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
 
 
 class Operations:

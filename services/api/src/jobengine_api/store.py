@@ -115,7 +115,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         idempotency_key=idempotency_key, fingerprint=fp,
         # (by position: keywords cost 1 % of a submit here)
         keys=scripts.enqueue_keys(job_id, queue, idem_key, keys.rate_limit(key_id) if rate else "",
-                                  keys.tenant_backlog(tenant) if quota else ""),
+                                  keys.tenant_backlog(tenant) if quota else "", keys.tenant_index(tenant)),
         args=scripts.enqueue_args(job_id, queue, chain.from_iterable(fields.items()),
                                   run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
                                   settings.idempotency_ttl_seconds, fp, settings.max_queue_backlog, rate,
@@ -306,22 +306,31 @@ class JobStore:
         return job_detail(view, decode_result_entry(_as_dict(results[0][1])) if results else None, scheduled_for)
 
     async def list(self, *, limit: int, cursor: str | None, status: str | None, job_type: str | None,
-                   queue: str | None, tenant: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first from the index stream; filters on the hashes; entries whose job expired are removed
-        lazily. With `tenant`, only that tenant's jobs (the index is shared: a page may come back short).
-        The cursor is the stream id of the page's last job: stable while jobs come and go, and never another
-        tenant's (its id is its submit time). An empty page has none: with the scan budget spent on other
-        tenants' entries, a tenant's older jobs are not listed (docs/security.md)."""
+                   queue: str | None, tenant: str | None = None, created_after: datetime | None = None,
+                   created_before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first from an index stream; filters on the hashes; entries whose job expired are removed
+        lazily. With `tenant`, that tenant's own index (enqueue.lua writes one per tenant beside the shared
+        one), so other tenants' jobs cost nothing; the shared index when the caller sees every job (auth off).
+        created_after/created_before bound the stream ids (their submit times): no scan outside them.
+        The cursor is the stream id of the page's last job: stable while jobs come and go. A filter (status,
+        type, queue) that matches few jobs may still spend the scan budget: the page then comes back short,
+        with a cursor to go on from."""
         owner = self._owner(tenant)
         tenant_b = owner.encode() if owner is not None else None
-        newest = f"({cursor}" if cursor else "+"
+        index = keys.tenant_index(owner) if owner is not None else keys.JOB_INDEX
+        if cursor:
+            newest = f"({cursor}"
+        elif created_before is not None:
+            newest = f"({max(1, int(created_before.timestamp() * 1000))}-0"
+        else:
+            newest = "+"
+        oldest = f"{max(0, int(created_after.timestamp() * 1000))}-0" if created_after is not None else "-"
         items: list[dict[str, Any]] = []
         scanned = 0
         last = ""  # the last entry looked at
-        last_item = ""  # the entry of the last job on the page
         chunk = max(2 * limit, 50)
         while len(items) < limit and scanned < LIST_SCAN_BUDGET:
-            entries = await self.redis.xrevrange(keys.JOB_INDEX, newest, "-", count=chunk)
+            entries = await self.redis.xrevrange(index, newest, oldest, count=chunk)
             if not entries:
                 return items, None
             pipe = self.redis.pipeline(transaction=False)
@@ -342,15 +351,16 @@ class JobStore:
                         or (queue and summary["queue"] != queue)):
                     continue
                 items.append(summary)
-                last_item = last
                 if len(items) >= limit:
                     break
             if gone:
-                await self.redis.xdel(keys.JOB_INDEX, *gone)
+                await self.redis.xdel(index, *gone)
             if len(entries) < chunk and len(items) < limit:
                 return items, None
             newest = f"({last}"
-        return items, (encode_cursor(last_item) if last_item else None)
+        # the scan budget spent (or the page full): go on after the last entry looked at, which is the caller's
+        # own (a tenant's index holds its jobs alone) or one it may see (the shared index, auth off)
+        return items, (encode_cursor(last) if last else None)
 
     # --- state changes ---
 

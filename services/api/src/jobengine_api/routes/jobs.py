@@ -384,6 +384,8 @@ async def list_jobs(
     queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    created_after: Annotated[datetime | None, Query(description="Jobs submitted at or after this time.")] = None,
+    created_before: Annotated[datetime | None, Query(description="Jobs submitted before this time.")] = None,
 ) -> Response:
     try:
         position = decode_cursor(cursor) if cursor else None
@@ -391,9 +393,18 @@ async def list_jobs(
         raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
     if queue is not None and queue not in ctx.queues:
         raise unknown_queue(ctx, queue)
+    created_after, created_before = _aware(created_after), _aware(created_before)
+    if created_after and created_before and created_after >= created_before:
+        raise invalid([{"field": "created_before", "message": "must be after created_after"}])
     items, next_cursor = await ctx.store.list(limit=limit, cursor=position, status=status, job_type=job_type,
-                                          queue=queue, tenant=principal.tenant)
+                                          queue=queue, tenant=principal.tenant, created_after=created_after,
+                                          created_before=created_before)
     return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC (RQ's timestamps are)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 @router.delete(
