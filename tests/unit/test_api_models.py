@@ -106,7 +106,7 @@ def test_prepare_job_builds_an_rq_job_hash() -> None:
     assert orjson.loads(fields["meta"])["type"] == "primes"
     assert len(orjson.loads(fields["retry_intervals"])) == CATALOG["primes"].retry.max_retries
     assert job.keys == [f"rq:job:{job.id}", "rq:queue:default", "rq:scheduled:default", "jobengine:notify:default", "",
-                        "", ""]
+                        "", "", "jobengine:index:default"]
     assert job.args[1] == 0  # run now
 
 
