@@ -16,7 +16,7 @@ from jobengine.catalog import Catalog, declared_queues, discover, get_catalog
 from jobengine.redis_conn import TRANSIENT_ERRORS, async_client
 from jobengine.settings import Settings, get_settings
 
-from . import problems
+from . import bodies, problems
 from .apikey import SCOPES
 from .auth import AuthMiddleware, keyring_from_settings
 from .deps import ApiContext
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
+            components.update(bodies.openapi_components())
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema

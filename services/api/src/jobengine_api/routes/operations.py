@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from ..bodies import json_model, openapi_body
 from ..deps import AdminPrincipal, ApiContext, ContextDep
 from ..models import Operation, OperationList, OperationRequest
 from ..operations import Operations
@@ -36,9 +37,12 @@ def _operations(ctx: ApiContext) -> Operations:
                 "began are touched. It runs in the background in bounded steps; follow it with GET "
                 "/v1/operations/{id}.",
     responses={202: {"model": Operation, "description": "Accepted; Location names the operation."},
-               **PROBLEMS},
+               **problems(415), **PROBLEMS},
+    openapi_extra=openapi_body(OperationRequest),
 )
-async def create_operation(request: OperationRequest, ctx: ContextDep, principal: AdminPrincipal) -> Response:
+async def create_operation(raw: Request, ctx: ContextDep, principal: AdminPrincipal) -> Response:
+    request = await json_model(raw, OperationRequest)
+    assert request is not None
     f = request.filter
     if f.queue is not None and f.queue not in ctx.queues:
         raise unknown_queue(ctx, f.queue)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Body, Path
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from jobengine.settings import QUEUE_NAME_PATTERN
 
+from ..bodies import json_model, openapi_body
 from ..deps import AdminPrincipal, ApiContext, ContextDep
 from ..models import PauseRequest, QueueList, QueuePause
 from ..problems import not_found
@@ -43,9 +43,10 @@ async def list_queues(ctx: ContextDep, principal: AdminPrincipal) -> Response:
              description="Running jobs finish; waiting and newly submitted jobs wait (or, with refuse_submits, "
                          "submits get 409 queue-paused). The autoscaler counts the queue's waiting jobs as zero. "
                          "Pausing a paused queue updates refuse_submits and keeps it paused.",
-             responses={200: {"model": QueuePause}, **problems(404), **PROBLEMS})
-async def pause_queue(name: QueueName, ctx: ContextDep, principal: AdminPrincipal,
-                      body: Annotated[PauseRequest | None, Body()] = None) -> Response:
+             responses={200: {"model": QueuePause}, **problems(404, 415), **PROBLEMS},
+             openapi_extra=openapi_body(PauseRequest, required=False))
+async def pause_queue(name: QueueName, request: Request, ctx: ContextDep, principal: AdminPrincipal) -> Response:
+    body = await json_model(request, PauseRequest, optional=True)
     refuse = bool(body and body.refuse_submits)
     view = await ctx.store.pause(_declared(ctx, name), refuse)
     if ctx.paused is not None:
