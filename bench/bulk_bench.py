@@ -36,7 +36,7 @@ import redis
 
 from jobengine.redis_conn import free_port
 
-from .run import MAIN_PY, ROOT, env_for, fresh_redis, processes, start_jobengine_worker, submit_backlog, wait_api
+from .run import MAIN_PY, ROOT, env_for, fresh_redis, processes, start_jobengine_worker, wait_api
 
 PARKED = "parked"
 FAIL_LUA = """

@@ -29,7 +29,8 @@ from .models import Submissions
 from .responses import JSONResponse
 from .operations import OperationRunner, Operations
 from .pauses import PausedQueues
-from .routes import health, job_types, jobs, operations, queues, workers
+from .routes import health, job_types, jobs, queues, workers
+from .routes import operations as operations_routes
 from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                              "exclude": lambda scope: scope.get("path") in tracing.UNTRACED_PATHS})
     app.state.settings = settings
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, workers.router, operations.router, health.router):
+    for router in (jobs.router, job_types.router, queues.router, workers.router, operations_routes.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
