@@ -130,3 +130,17 @@ def test_operations_refuse_bad_filters_and_can_be_canceled(api, r: redis.Redis) 
     view = api.client.post(f"/v1/operations/{op_id}:cancel").json()
     assert view["state"] in ("canceled", "done")
     wait_until(lambda: not r.sismember("jobengine:ops:active", "x"), message="the stale id dropped")
+
+
+def test_an_api_that_stops_gives_its_operations_to_another_at_once(start_api, r: redis.Redis) -> None:
+    # 100 steps of 20, 50 ms apart: still running when the first API stops; a lease far longer than the wait
+    slow = {**SLOW_STEPS, "JOBENGINE_BULK_CHUNK_SIZE": "20", "JOBENGINE_BULK_LEASE_SECONDS": "120"}
+    first = start_api(**slow)
+    submit_many(first, {**PRIMES, "queue": "custom"}, 2000)
+    op_id = start(first, "cancel", queue="custom")
+    wait_until(lambda: operation(first, op_id)["counts"]["matched"] > 0, interval=0.01, message="a part done")
+    second = start_api(**slow)
+    first.proc.stop()  # SIGTERM: it gives its lease up as it stops
+    assert operation(second, op_id)["counts"]["matched"] < 2000, "stopped mid-way"
+    op = finished(second, op_id, timeout=60)  # (not released, it would wait 120 s)
+    assert op["counts"]["matched"] == 2000 and r.zcard("rq:canceled:custom") == 2000

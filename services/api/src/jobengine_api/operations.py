@@ -36,6 +36,14 @@ ENDED_TTL_SECONDS = 7 * 86_400  # an ended operation's hash is kept this long
 LIST_LIMIT = 100  # GET /v1/operations: the newest operations
 CANCEL_TEXT = encode_exc_string("canceled by a bulk operation")
 ACTIVE_STATES = ("pending", "running")
+# An API process that stops gives up the leases it holds: another one resumes its operations at once
+# instead of after the lease (a rollout). KEYS: the operations' hashes; ARGV[1]: the owner.
+RELEASE_LUA = """
+for _, k in ipairs(KEYS) do
+  if redis.call('HGET', k, 'lease_owner') == ARGV[1] then redis.call('HSET', k, 'lease_until', '0') end
+end
+return 0
+"""
 DELETABLE = ("finished", "failed", "canceled")
 
 
@@ -162,6 +170,8 @@ class OperationRunner:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._release = client.register_script(RELEASE_LUA)
+        self._held: set[str] = set()  # operations this process ran a step of
 
     def start(self) -> None:
         if self._task is None:
@@ -178,6 +188,12 @@ class OperationRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._held:
+            try:
+                async with asyncio.timeout(2):
+                    await self._release(keys=[keys.operation(i) for i in sorted(self._held)], args=[self.owner])
+            except (TimeoutError, *TRANSIENT_ERRORS) as exc:  # its leases lapse by themselves
+                log.warning("bulk operations: leases not released", extra={"error": repr(exc)})
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -206,6 +222,10 @@ class OperationRunner:
                 op_id=op_id, owner=self.owner, now=now,
                 stamp=utcformat(datetime.fromtimestamp(now, timezone.utc)), limit=settings.bulk_chunk_size,
                 lease_seconds=settings.bulk_lease_seconds, cancel_text=CANCEL_TEXT)))
+            if step.state == "running":
+                self._held.add(op_id)
+            else:
+                self._held.discard(op_id)
             if step.state == "missing":  # its hash expired or was deleted: nothing to run
                 await self.redis.srem(keys.OPERATIONS_ACTIVE, op_id)
                 return step.state
