@@ -77,14 +77,14 @@ def test_bulk_retry_of_thousands_resumes_after_the_api_is_killed(
 
 def test_bulk_cancel_of_waiting_jobs(api, start_worker, r: redis.Redis, redis_url: str) -> None:
     counted = {"type": "counted", "payload": {"counter_url": redis_url}, "queue": "custom"}
-    queued = submit_many(api, counted, 400)
+    queued = submit_many(api, counted, 1500)  # more than a claim drops a call (_claim.lua, MAX_DROPPED)
     scheduled = submit_many(api, {**counted, "delay_seconds": 600}, 10)
     kept = submit_many(api, {**PRIMES, "queue": "custom"}, 5)
     op = finished(api, start(api, "cancel", queue="custom", type="counted"))
-    assert op["counts"] == {"examined": 415, "matched": 410, "skipped": 5}
+    assert op["counts"] == {"examined": 1515, "matched": 1510, "skipped": 5}
     statuses = {api.client.get(f"/v1/jobs/{i}").json()["status"] for i in queued + scheduled}
     assert statuses == {"canceled"}
-    assert r.zcard("rq:canceled:custom") == 410 and r.zcard("rq:scheduled:custom") == 0
+    assert r.zcard("rq:canceled:custom") == 1510 and r.zcard("rq:scheduled:custom") == 0
     start_worker(JOBENGINE_QUEUES="custom")
     for job_id in kept:
         assert api.client.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()["status"] == "finished"
@@ -144,3 +144,27 @@ def test_an_api_that_stops_gives_its_operations_to_another_at_once(start_api, r:
     assert operation(second, op_id)["counts"]["matched"] < 2000, "stopped mid-way"
     op = finished(second, op_id, timeout=60)  # (not released, it would wait 120 s)
     assert op["counts"]["matched"] == 2000 and r.zcard("rq:canceled:custom") == 2000
+
+
+def test_a_claim_drops_a_bounded_run_of_canceled_ids_and_wakes_the_next(r: redis.Redis) -> None:
+    """The ids a bulk cancel leaves in a queue list are dropped by the claim script, at most MAX_DROPPED (1,000)
+    a call: a long run of them never holds Redis in one call, and the call wakes a worker to go on."""
+    from jobengine import scripts
+
+    claim = scripts.Scripts.register(r).claim
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(2500):
+            pipe.hset(f"rq:job:c{i}", mapping={"status": "canceled", "jobengine_cancel": "1"})
+        pipe.rpush("rq:queue:custom", *[f"c{i}" for i in range(2500)])
+        pipe.hset("rq:job:live", mapping={"status": "queued", "jobengine_claim": "", "jobengine_attempts": 0})
+        pipe.rpush("rq:queue:custom", "live")
+        pipe.execute()
+
+    def once(n: int) -> list[scripts.ClaimRow]:
+        return scripts.parse_claim(claim(args=scripts.claim_args(expiry=2_000_000_000, stamp="now", worker="w",
+                                                                 execution=f"e{n}", limit=16, queues=["custom"])))
+
+    assert once(1) == [] and 2501 - r.llen("rq:queue:custom") == 1008  # 63 pops of 16, then it stopped
+    assert r.lpop("jobengine:notify:custom") == b"1"  # and woke a worker to go on
+    assert once(2) == [] and 2501 - r.llen("rq:queue:custom") == 2016
+    assert [row.id for row in once(3)] == [b"live"] and r.llen("rq:queue:custom") == 0  # 2,500 in three calls

@@ -32,6 +32,8 @@ local function claimed_again(exec, queues)
   return out
 end
 
+local MAX_DROPPED = 1000
+
 local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
   if again == '1' then
     local out = claimed_again(exec, queues)
@@ -44,9 +46,11 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
     local qkey = K.queue .. q
     local wip = {}  -- score, member pairs for one ZADD a queue
     local open = redis.call('EXISTS', K.paused .. q) == 0  -- a paused queue is skipped: one check a queue a call
+    local popped = 0
     while open and n < limit do
       local ids = redis.call('LPOP', qkey, limit - n)
       if not ids then break end
+      popped = popped + #ids
       for _, id in ipairs(ids) do
         local jk = K.job .. id
         local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
@@ -63,6 +67,12 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
           wip[#wip + 1] = id .. ':' .. exec
           out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
         end
+      end
+      -- ids of jobs no longer queued (a bulk cancel leaves them) are dropped, at most MAX_DROPPED a call, so
+      -- a long run of them never holds Redis: the next call, woken at once, goes on
+      if popped >= MAX_DROPPED and n < limit then
+        notify(q)
+        break
       end
     end
     if #wip > 0 then redis.call('ZADD', K.wip .. q, unpack(wip)) end
