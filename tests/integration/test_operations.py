@@ -168,3 +168,11 @@ def test_a_claim_drops_a_bounded_run_of_canceled_ids_and_wakes_the_next(r: redis
     assert r.lpop("jobengine:notify:custom") == b"1"  # and woke a worker to go on
     assert once(2) == [] and 2501 - r.llen("rq:queue:custom") == 2016
     assert [row.id for row in once(3)] == [b"live"] and r.llen("rq:queue:custom") == 0  # 2,500 in three calls
+
+
+def test_an_operation_redis_refuses_ends_failed_and_the_others_go_on(api, r: redis.Redis) -> None:
+    r.set("rq:failed:low", "not a sorted set")  # a step on it gets an error reply (WRONGTYPE)
+    broken = start(api, "retry", queue="low")
+    op = wait_until(lambda: (o := operation(api, broken))["state"] == "failed" and o, message="the failure")
+    assert "WRONGTYPE" in op["error"] and not r.sismember("jobengine:ops:active", broken)
+    assert finished(api, start(api, "retry", queue="high"))["counts"]["matched"] == 0

@@ -297,9 +297,10 @@ class Operation(BaseModel):
     id: str
     action: OperationAction
     filter: OperationFilter
-    state: Literal["pending", "running", "done", "canceled"]
+    state: Literal["pending", "running", "done", "canceled", "failed"]
     counts: OperationCounts
     progress: float = Field(description="Registries walked, 0 to 1 (by registry, then position).")
+    error: str | None = Field(None, description="failed: the error Redis answered a step with.")
     created_at: datetime
     updated_at: datetime | None
     ended_at: datetime | None

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
 
 from jobengine import keys, scripts
 from jobengine.jobdata import encode_exc_string, new_job_id, parse_ts, utcformat
@@ -151,7 +152,7 @@ def operation_view(op_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {
         "id": op_id, "action": g("action"), "filter": orjson.loads(g("filter") or "{}"), "state": state,
         "counts": {"examined": n("examined"), "matched": n("matched"), "skipped": n("skipped")},
-        "progress": round(progress, 4), "created_at": parse_ts(g("created_at")),
+        "progress": round(progress, 4), "error": g("error") or None, "created_at": parse_ts(g("created_at")),
         "updated_at": parse_ts(g("updated_at")), "ended_at": parse_ts(g("ended_at")),
     }
 
@@ -207,6 +208,17 @@ class OperationRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
+    async def fail(self, op_id: str, exc: Exception) -> None:
+        """End an operation whose step Redis refused: what its earlier steps changed stays changed."""
+        log.error("bulk operation failed", extra={"operation": op_id, "error": repr(exc)})
+        self._held.discard(op_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.operation(op_id), mapping={"state": "failed", "error": str(exc)[:500],
+                                                      "ended_at": utcformat(datetime.now(timezone.utc))})
+            pipe.expire(keys.operation(op_id), ENDED_TTL_SECONDS)
+            pipe.srem(keys.OPERATIONS_ACTIVE, op_id)
+            await pipe.execute()
+
     async def run_pending(self) -> None:
         for op_id in sorted(_s(i) for i in await self.redis.smembers(keys.OPERATIONS_ACTIVE)):
             if self._stopping.is_set():
@@ -218,10 +230,16 @@ class OperationRunner:
         settings = self.settings
         while not self._stopping.is_set():
             now = time.time()
-            step = scripts.parse_bulk(await self.script(keys=[], args=scripts.bulk_args(
-                op_id=op_id, owner=self.owner, now=now,
-                stamp=utcformat(datetime.fromtimestamp(now, timezone.utc)), limit=settings.bulk_chunk_size,
-                lease_seconds=settings.bulk_lease_seconds, cancel_text=CANCEL_TEXT)))
+            try:
+                step = scripts.parse_bulk(await self.script(keys=[], args=scripts.bulk_args(
+                    op_id=op_id, owner=self.owner, now=now,
+                    stamp=utcformat(datetime.fromtimestamp(now, timezone.utc)), limit=settings.bulk_chunk_size,
+                    lease_seconds=settings.bulk_lease_seconds, cancel_text=CANCEL_TEXT)))
+            except ResponseError as exc:  # an error reply (a registry key of the wrong type, say): it would recur
+                if isinstance(exc, NoScriptError):
+                    raise
+                await self.fail(op_id, exc)
+                return "failed"
             if step.state == "running":
                 self._held.add(op_id)
             else:
