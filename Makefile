@@ -164,9 +164,15 @@ bench: venv venv-bench ## Full benchmarks: throughput and latency vs RQ, Dramati
 	.venv-bench/bin/python -m bench.plot bench/results/latest.json bench/results/latest.png
 	@echo "plot: bench/results/latest.png"
 
+BULK_N ?= 1000000
+
 .PHONY: bench-quick
 bench-quick: venv ## Every scenario with small counts, one run each, nothing judged (CI-sized; peers only if .venv-bench exists)
 	$(PY) -m bench.run --quick
+
+.PHONY: bench-bulk
+bench-bulk: venv ## Bulk retry of BULK_N failed jobs (default 1,000,000) while clients submit and a worker drains: rates against idle, PING and SLOWLOG stalls
+	$(PY) -m bench.bulk_bench --n $(BULK_N)
 
 .PHONY: bench-redis
 bench-redis: venv system-deps ## Redis instructions and commands per job (callgrind), jobengine vs RQ SimpleWorker: repeatable on a busy machine

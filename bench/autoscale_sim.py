@@ -125,6 +125,8 @@ IN_FLIGHT_QUERY = re.compile(r'jobengine_queue_in_flight\{[^}]*queue=~"([^"]+)"[
 
 def trigger_metric(trigger: dict[str, Any]) -> Metric:
     meta = trigger["metadata"]
+    if trigger["type"] in ("redis", "redis-sentinel") and meta["listName"].startswith("jobengine:paused:"):
+        return Metric(trigger["name"], "paused", (), 1.0, 0.0)  # a pause marker: the model never pauses (0)
     if trigger["type"] in ("redis", "redis-sentinel"):
         queue = meta["listName"].removeprefix("rq:queue:")
         return Metric(trigger["name"], "waiting", (queue,), float(meta["listLength"]),

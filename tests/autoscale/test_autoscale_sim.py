@@ -74,8 +74,10 @@ def test_the_model_reads_the_rendered_chart(helm: str) -> None:
     config = pool_from_objects(render(CHART, chart_values(pool, in_flight=True), helm), "sim")
     assert (config.drain, config.grace, config.deletion_cost) == (200.0, 210, True)
     assert config.queues == ["high", "default", "low"]
-    values = {"waiting0": 3.0, "waiting1": 4.0, "waiting2": 1.0, "running": 5.0}
+    values = {"waiting0": 3.0, "waiting1": 4.0, "waiting2": 1.0, "running": 5.0,
+              "paused0": 0.0, "paused1": 0.0, "paused2": 0.0}  # (the model never pauses a queue: 0)
     assert {m.name for m in config.metrics} == set(values)
+    assert {m.kind for m in config.metrics if m.name.startswith("paused")} == {"paused"}
     assert config.formula is not None
     assert evaluate_formula(config.formula, values) == 5 + 8 / 4  # each running job a replica, waiting / target
     assert config.down.stabilization == 60

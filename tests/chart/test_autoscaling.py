@@ -34,11 +34,21 @@ def test_formula_sums_every_queue_and_counts_each_running_job(helm: str, in_flig
     modifiers = so["spec"]["advanced"]["scalingModifiers"]
     triggers = {t["name"]: t for t in so["spec"]["triggers"]}
     assert set(re.findall(r"[a-z]+[0-9]*", modifiers["formula"])) == set(triggers)
-    waiting = {name: t["metadata"]["listName"] for name, t in triggers.items() if t["type"] == "redis"}
+    lists = {name: t["metadata"]["listName"] for name, t in triggers.items() if t["type"] == "redis"}
+    waiting = {name: key for name, key in lists.items() if name.startswith("waiting")}
+    paused = {name: key for name, key in lists.items() if name.startswith("paused")}
     assert sorted(waiting.values()) == sorted(keys.queue(q) for q in "abcde")
-    values = {name: float(i + 1) for i, name in enumerate(sorted(waiting))} | ({"running": 7.0} if in_flight else {})
+    assert sorted(paused.values()) == sorted(keys.paused(q) for q in "abcde")  # the pause markers (LLEN 0 or 1)
+    assert all(name.replace("waiting", "paused") in paused for name in waiting)  # (each queue's own marker)
+    values = ({name: float(i + 1) for i, name in enumerate(sorted(waiting))} | dict.fromkeys(paused, 0.0)
+              | ({"running": 7.0} if in_flight else {}))
     expected = (7 if in_flight else 0) + sum(range(1, 6)) / 4  # running + (waiting summed) / target
     assert evaluate_formula(modifiers["formula"], values) == expected
+    # a paused queue's waiting jobs count as zero (its running ones still hold their replicas)
+    queue_c = next(name for name, key in waiting.items() if key == keys.queue("c"))
+    values[queue_c.replace("waiting", "paused")] = 1.0
+    c_jobs = values[queue_c]
+    assert evaluate_formula(modifiers["formula"], values) == expected - c_jobs / 4
     assert (modifiers["metricType"], modifiers["target"]) == ("AverageValue", "1")  # replicas = ceil(formula)
     assert so["spec"]["fallback"]["behavior"] == "currentReplicasIfHigher"  # an unreadable trigger never scales down
 

@@ -103,6 +103,10 @@ def test_keda_user_reads_queue_lengths_only(keda_render: Rendered, chart_redis: 
     assert keda.eval(KEDA_SCRIPT, 1, "rq:queue:high") == 2
     assert keda.eval(KEDA_SCRIPT, 1, trigger["metadata"]["listName"]) >= 0
     assert keda.llen("rq:queue:high") == 2
+    app.rpush("jobengine:paused:high", "{}")  # a pause marker: the formula's paused<i> trigger reads it
+    paused = next(t for t in so["spec"]["triggers"] if t["metadata"]["listName"].startswith("jobengine:paused:"))
+    assert keda.eval(KEDA_SCRIPT, 1, "jobengine:paused:high") == 1
+    assert keda.eval(KEDA_SCRIPT, 1, paused["metadata"]["listName"]) >= 0
     denied = [("GET", "rq:job:x"), ("LLEN", "rq:job:x"), ("RPUSH", "rq:queue:high", "c"), ("DEL", "rq:queue:high"),
               ("FLUSHALL",), ("KEYS", "*"), ("CONFIG", "GET", "*")]
     for command in denied:

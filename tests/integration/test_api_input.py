@@ -131,8 +131,8 @@ def test_an_empty_page_has_no_cursor_and_no_cursor_names_another_tenants_job(
     own = api.client.get("/v1/jobs", params={"limit": 2}).json()
     assert len(own["items"]) == 2 and own["next_cursor"] is not None
     entry = base64.urlsafe_b64decode(own["next_cursor"] + "==").decode()
-    index = {fields[b"id"].decode(): entry_id.decode() for entry_id, fields in r.xrange("jobengine:index")}
-    assert entry == index[own["items"][-1]["id"]]  # the page's own last job
+    index = {fields[b"id"].decode(): entry_id.decode() for entry_id, fields in r.xrange("jobengine:index:default")}
+    assert entry == index[own["items"][-1]["id"]]  # the page's own last job, in the tenant's own index
 
 
 # --- 5. run_at ---

@@ -179,7 +179,7 @@ def test_list_is_newest_first_with_filters_and_cursor_pages(api, start_worker, r
     # an expired job (its hash gone at its TTL) leaves the index lazily
     r.delete(f"rq:job:{ids[3]}")
     assert ids[3] not in listed(limit=100)
-    assert ids[3].encode() not in [f[b"id"] for _, f in r.xrange("jobengine:index")]
+    assert ids[3].encode() not in [f[b"id"] for _, f in r.xrange("jobengine:index:default")]  # (the tenant's index)
 
     for params in ({"cursor": "garbage!"}, {"limit": 0}, {"limit": 10_000}, {"status": "lost"},
                    {"queue": "bad queue"}):
@@ -190,8 +190,9 @@ def test_cursor_survives_the_removal_of_its_job(api, r: redis.Redis) -> None:
     ids = [submit(api) for _ in range(4)]
     first = api.client.get("/v1/jobs", params={"limit": 2}).json()
     assert [i["id"] for i in first["items"]] == [ids[3], ids[2]]
-    (entry,) = [e for e, f in r.xrange("jobengine:index") if f[b"id"] == ids[2].encode()]
-    r.xdel("jobengine:index", entry)  # the cursor's own entry gone: the next page still starts after it
+    (entry,) = [e for e, f in r.xrange("jobengine:index:default") if f[b"id"] == ids[2].encode()]
+    r.xdel("jobengine:index:default", entry)  # the cursor's own entry gone (the tenant's index is what a key
+    # lists): the next page still starts after it
     rest = api.client.get("/v1/jobs", params={"limit": 5, "cursor": first["next_cursor"]}).json()
     assert [i["id"] for i in rest["items"]] == [ids[1], ids[0]] and rest["next_cursor"] is None
 

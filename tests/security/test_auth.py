@@ -109,6 +109,14 @@ def test_scopes(secure_api, r: redis.Redis) -> None:
     for key in (ACME, READER, SUBMITTER):
         assert_problem(c.get("/v1/queues", headers=bearer(key)), 403)
     assert c.get("/v1/queues", headers=bearer(ADMIN)).status_code == 200
+    # the operator actions too: workers, pause and resume, bulk operations
+    for method, path, body in (("GET", "/v1/workers", None), ("POST", "/v1/queues/default:pause", None),
+                               ("POST", "/v1/queues/default:resume", None), ("GET", "/v1/operations", None),
+                               ("POST", "/v1/operations", {"action": "delete"})):
+        for key in (ACME, READER, SUBMITTER):
+            assert_problem(c.request(method, path, json=body, headers=bearer(key)), 403)
+    assert not r.exists("jobengine:paused:default") and not r.exists("jobengine:ops")
+    assert c.get("/v1/workers", headers=bearer(ADMIN)).status_code == 200
     # job types: any valid key
     for key in (READER, SUBMITTER):
         assert c.get("/v1/job-types", headers=bearer(key)).status_code == 200

@@ -94,8 +94,8 @@ def test_cursor_round_trip_and_garbage() -> None:
 def test_prepare_job_builds_an_rq_job_hash() -> None:
     sub = SUBS.single.validate_json(b'{"type":"primes","payload":{"lowest":10,"highest":17},"timeout":5}')
     job = prepare_job(sub, CATALOG["primes"], SETTINGS)
-    # no backlog limit, no rate limit, no tenant quota (the defaults)
-    assert job.args[6:10] == [0, 0.0, 1, 0] and job.keys[5:] == ["", ""]
+    # no backlog limit, no rate limit, no tenant quota (the defaults); the tenant's listing index
+    assert job.args[6:10] == [0, 0.0, 1, 0] and job.keys[5:] == ["", "", "jobengine:index:default"]
     fields = dict(zip(job.args[10::2], job.args[11::2], strict=True))
     assert job.status == fields["status"] == "queued" and job.queue == "default"
     # a small `data` is plain JSON (zlib would make it larger), as RQ reads it too (it falls back to the raw
@@ -106,7 +106,7 @@ def test_prepare_job_builds_an_rq_job_hash() -> None:
     assert orjson.loads(fields["meta"])["type"] == "primes"
     assert len(orjson.loads(fields["retry_intervals"])) == CATALOG["primes"].retry.max_retries
     assert job.keys == [f"rq:job:{job.id}", "rq:queue:default", "rq:scheduled:default", "jobengine:notify:default", "",
-                        "", ""]
+                        "", "", "jobengine:index:default"]
     assert job.args[1] == 0  # run now
 
 

@@ -129,6 +129,11 @@ The Redis list RQ keeps a queue's waiting jobs in. Must equal jobengine.keys.que
 {{- printf "rq:queue:%s" . }}
 {{- end }}
 
+{{/* A queue's pause marker (jobengine.keys.paused): LLEN 1 while the queue is paused, else 0. */}}
+{{- define "jobengine.pausedKey" -}}
+{{- printf "jobengine:paused:%s" . }}
+{{- end }}
+
 {{/*
 Deep merge of two maps where the override wins even with false, 0 or "" (sprig's
 mergeOverwrite skips such values). Returns YAML: (dict "base" map "over" map)
@@ -592,7 +597,7 @@ KEDA redis (or redis-sentinel) trigger reading LLEN of one queue's list:
     address: {{ include "jobengine.redis.address" $root | quote }}
     {{- end }}
     databaseIndex: {{ include "jobengine.redis.db" $root | quote }}
-    listName: {{ include "jobengine.queueKey" .queue | quote }}
+    listName: {{ .list | default (include "jobengine.queueKey" .queue) | quote }}
     listLength: {{ .listLength | toString | quote }}
     activationListLength: {{ .activation | toString | quote }}
     {{- with include "jobengine.keda.ownUser" $root | default (include "jobengine.redis.username" $root) }}
@@ -645,7 +650,7 @@ what keeps the user read-only (a script runs with its caller's ACL).
 {{- range .Values.redis.disabledCommands }}{{ $default = printf "%s -%s" $default . }}{{ end }}
 {{- $lines := list (printf "printf '%s\\n' \"$REDIS_PASSWORD\"" $default) }}
 {{- if .Values.keda.enabled }}
-{{- $keda := printf "user %s reset on >%%s resetchannels -@all +ping +hello +auth +select +eval +evalsha +type +llen +zcard +scard +hlen ~%s" .Values.redis.kedaUser.name (include "jobengine.queueKey" "*") }}
+{{- $keda := printf "user %s reset on >%%s resetchannels -@all +ping +hello +auth +select +eval +evalsha +type +llen +zcard +scard +hlen ~%s ~%s" .Values.redis.kedaUser.name (include "jobengine.queueKey" "*") (include "jobengine.pausedKey" "*") }}
 {{- $lines = append $lines (printf "printf '%s\\n' \"$KEDA_PASSWORD\"" $keda) }}
 {{- end }}
 {{- printf "umask 077 && { %s; } > /run/redis/auth.conf && exec redis-server /etc/redis/redis.conf" (join "; " $lines) }}

@@ -26,6 +26,8 @@ PREFIXES: dict[str, str] = {
     "schedule_runs": "jobengine:schedule:runs:",  # list of its last runs (JSON)
     "schedule_state": "jobengine:schedules:state:",  # + state: set of the members in that state (the gauge)
     "schedule_tick": "jobengine:schedule:tick:",  # + '<member>:<incarnation>:<tick>': a tick's idempotency key
+    "paused": "jobengine:paused:",  # a queue's pause marker (see paused())
+    "op": "jobengine:op:",  # a bulk operation's hash (operations.py, bulk.lua)
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -71,6 +73,21 @@ def worker_pubsub(name: str) -> str:
     return PREFIXES["pubsub"] + name
 
 
+def paused(queue_name: str) -> str:
+    """A paused queue's marker: a list holding one JSON element (since, refuse_submits), absent when the
+    queue runs. A list, not a string or hash, so KEDA's redis trigger can read it with LLEN (1 = paused) and
+    the autoscaling formula count the queue's waiting jobs as zero (docs/kubernetes.md)."""
+    return PREFIXES["paused"] + queue_name
+
+
+def operation(op_id: str) -> str:
+    return PREFIXES["op"] + op_id
+
+
+OPERATIONS = "jobengine:ops"  # zset of operation ids by creation time (listing)
+OPERATIONS_ACTIVE = "jobengine:ops:active"  # set of operation ids not yet ended: what the API processes run
+
+
 def notify(queue_name: str) -> str:
     """Wake-up hint for idle workers: a list of at most one element, never the job itself."""
     return PREFIXES["notify"] + queue_name
@@ -85,6 +102,12 @@ def idempotency(key: str, tenant: str = "default") -> str:
 def rate_limit(key_id: str) -> str:
     """Token bucket of one API key (hash: tokens, at)."""
     return f"jobengine:ratelimit:{key_id}"
+
+
+def tenant_index(tenant: str) -> str:
+    """A tenant's own listing index: a stream of {id: job_id} in submit order (enqueue.lua writes it beside
+    JOB_INDEX), so listing a tenant's jobs never scans other tenants' entries."""
+    return f"{JOB_INDEX}:{tenant}"
 
 
 def tenant_backlog(tenant: str) -> str:
@@ -127,4 +150,5 @@ def tenant_schedules(tenant: str) -> str:
     return f"jobengine:schedules:{tenant}"
 
 
-LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCHEDULES_DUE}  # K.<name> in the scripts
+LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCHEDULES_DUE,
+                "ops_active": OPERATIONS_ACTIVE}  # K.<name> in the scripts

@@ -31,7 +31,7 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 TERMINAL_OUTCOMES = ("succeeded", "failed", "timed_out", "canceled")
 OUTCOMES = (*TERMINAL_OUTCOMES, "retried", "requeued")
 REJECT_REASONS = ("malformed_json", "unknown_type", "validation", "idempotency_conflict", "queue_full", "rate_limited",
-                  "tenant_quota", "redis_memory", "redis_oom")
+                  "tenant_quota", "redis_memory", "redis_oom", "queue_paused")
 RECOVERED_OUTCOMES = ("queued", "failed", "canceled")
 
 # Metrics are created unregistered (registry=None); each process registers its side's ones.
@@ -86,6 +86,9 @@ QUEUE_SCHEDULED = Gauge(
 )
 QUEUE_FAILED = Gauge("jobengine_queue_failed", "Jobs in the failed registry.", ["queue"], **_NOREG)
 QUEUE_WORKERS = Gauge("jobengine_queue_workers", "Live workers serving the queue.", ["queue"], **_NOREG)
+QUEUE_PAUSED = Gauge(
+    "jobengine_queue_paused", "1 while the queue is paused (its jobs are not claimed), else 0.", ["queue"], **_NOREG
+)
 REDIS_UP = Gauge("jobengine_redis_up", "1 when the last Redis check succeeded.", **_NOREG)
 
 # --- HTTP (API) ---
@@ -117,7 +120,7 @@ SCHEDULE_LATENESS = Histogram(
 
 API_METRICS = (SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
                JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
-               QUEUE_WORKERS, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
+               QUEUE_WORKERS, QUEUE_PAUSED, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
 WORKER_METRICS = (JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
                   WORKER_BUSY, WORKER_IDLE, WORKER_JOBS_IN_PROGRESS, WORKER_REDIS_ERRORS)
 _registered: set[int] = set()

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from . import keys
 
 SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue",
-                "take_schedules", "fire")
+                "take_schedules", "fire", "bulk")
 
 
 INCLUDE = "--!include "
@@ -55,6 +55,7 @@ class Scripts:
     requeue: Any
     take_schedules: Any
     fire: Any
+    bulk: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
@@ -176,11 +177,11 @@ ENQUEUE_WRITTEN, ENQUEUE_REPEAT, ENQUEUE_QUEUE_FULL, ENQUEUE_RATE_LIMITED, ENQUE
 
 
 def enqueue_keys(job_id: str, queue: str, idempotency: str = "", rate_limit: str = "",
-                 backlog: str = "") -> list[str]:
+                 backlog: str = "", tenant_index: str = "") -> list[str]:
     """KEYS of enqueue.lua: the job's and its queue's keys, then the optional idempotency key, the API
-    key's token bucket and the tenant's backlog counter ('' for none)."""
+    key's token bucket, the tenant's backlog counter and the tenant's listing index ('' for none)."""
     return [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue),
-            idempotency, rate_limit, backlog]
+            idempotency, rate_limit, backlog, tenant_index]
 
 
 def enqueue_args(job_id: str, queue: str, fields: Iterable[Any], run_at: float = 0, index_max_age: int = 0,
@@ -219,6 +220,22 @@ def cancel_args(*, job_id: str, now: float, stamp: str, message: str, owner: str
 def requeue_args(*, job_id: str, stamp: str, owner: str, token: str) -> list[Any]:
     """ARGV of requeue.lua (owner and token as for cancel_args)."""
     return [job_id, stamp, owner, token]
+
+
+def bulk_args(*, op_id: str, owner: str, now: float, stamp: str, limit: int, lease_seconds: float,
+              cancel_text: str) -> list[Any]:
+    """ARGV of bulk.lua: one step of operation op_id under owner's lease."""
+    return [op_id, owner, now, stamp, limit, lease_seconds, cancel_text]
+
+
+class BulkStep(NamedTuple):
+    state: str  # running | done | canceled | leased | missing
+    examined: int
+    matched: int
+
+
+def parse_bulk(reply: list[Any]) -> BulkStep:
+    return BulkStep(_text(reply[0]), int(reply[1]), int(reply[2]))
 
 
 def parse_change(reply: list[Any]) -> tuple[str, str]:

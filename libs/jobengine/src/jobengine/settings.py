@@ -172,6 +172,10 @@ class Settings(BaseSettings):
         description="Queues this worker serves, highest priority first, comma-separated.",
     )
     worker_name: str | None = Field(None, description="Unique worker name; default host name + pid.")
+    worker_pool: str = Field(
+        "", max_length=100, description="The pool this worker belongs to, shown by GET /v1/workers (the chart sets "
+        "its pool's name); empty: none."
+    )
     batch_size: int = Field(16, ge=1, le=1000, description="Jobs a worker claims per Redis round trip.")
     max_jobs: int = Field(
         0, ge=0, description="A worker exits (0, as a drained worker) once this many jobs have ended on it, their "
@@ -209,6 +213,24 @@ class Settings(BaseSettings):
         "killer) is requeued once its retries are spent, before it fails."
     )
     metrics_port: int = Field(9100, ge=0, le=65535, description="Worker /metrics port; 0 turns it off.")
+
+    # Operator actions (the API runs bulk operations in the background: operations.py)
+    bulk_chunk_size: int = Field(
+        100, ge=1, le=1000, description="Registry entries one step of a bulk operation examines (one script call: "
+        "Redis is held for the step, so its time grows with this; make bench-bulk measures it)."
+    )
+    bulk_pause_seconds: float = Field(
+        0.005, ge=0, le=10, description="Pause between two steps of a bulk operation: Redis serves other clients "
+        "in between."
+    )
+    bulk_lease_seconds: float = Field(
+        10.0, ge=1, le=3600, description="An API process runs a bulk operation under a lease it renews at each "
+        "step; another API process resumes the operation once the lease lapsed (its process died)."
+    )
+    paused_refresh_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an API process re-reads which queues are paused (submits to a "
+        "queue paused with refuse_submits get 409 once it has)."
+    )
     metrics_host: str = "127.0.0.1"
 
     @property

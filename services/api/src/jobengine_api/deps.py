@@ -16,6 +16,8 @@ from .auth import forbidden
 from .guard import MemoryGuard
 from .limits import Limits
 from .models import Submissions
+from .operations import Operations
+from .pauses import PausedQueues
 from .store import JobStore
 from .waiter import DoneWaiter
 
@@ -31,6 +33,8 @@ class ApiContext:
     guard: MemoryGuard | None = None  # None: no Redis memory guard
     queues: frozenset[str] = frozenset()  # the declared queues (catalog.declared_queues): no other is accepted
     schedules: Any = None  # scheduling.Schedules (None: a context built without them)
+    paused: PausedQueues | None = None  # which queues refuse submits (pauses.py); None: never refused
+    operations: Operations | None = None  # bulk operations (operations.py)
 
 
 # async on purpose: FastAPI runs sync dependencies in a thread pool

@@ -18,7 +18,7 @@ from jobengine.schedules import declared
 from jobengine.schedules.store import ScheduleStore
 from jobengine.settings import Settings, get_settings
 
-from . import problems
+from . import bodies, problems
 from .apikey import SCOPES
 from .auth import AuthMiddleware, keyring_from_settings
 from .deps import ApiContext
@@ -29,7 +29,10 @@ from .limits import Limits
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .models import Submissions
 from .responses import JSONResponse
-from .routes import health, job_types, jobs, keys, queues, schedules
+from .operations import OperationRunner, Operations
+from .pauses import PausedQueues
+from .routes import health, job_types, jobs, keys, queues, schedules, workers
+from .routes import operations as operations_routes
 from .scheduling import Schedules
 from .serving import MetricsServer
 from .store import JobStore
@@ -69,8 +72,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         guard = MemoryGuard(client, settings.redis_memory_limit_ratio, settings.redis_memory_check_seconds)
         schedules_ = Schedules(settings, catalog, submissions, queue_names,
                                ScheduleStore(client, runs_kept=settings.schedule_runs_kept))
+        paused = PausedQueues(store, queue_names, settings.paused_refresh_seconds)
+        runner = OperationRunner(client, store.scripts.bulk, settings)
         ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
-                                         schedules_)
+                                         schedules=schedules_, paused=paused, operations=Operations(client, runner))
         metrics_server = None
         if settings.api_metrics_port:
             metrics_server = MetricsServer(settings.metrics_host, settings.api_metrics_port,
@@ -95,6 +100,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         firing = schedules_.loop(held_back=lambda: guard.over) if settings.scheduler else None
         if firing is not None:  # after the warm-up: every API process fires, each tick once (docs/guarantees.md)
             firing.start()
+        paused.start()
+        runner.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
@@ -106,6 +113,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 await metrics_server.stop()
             if refresher is not None:
                 await refresher.stop()
+            await runner.stop()
+            await paused.stop()
             await guard.stop()
             await waiter.close()
             await store.aclose()
@@ -121,7 +130,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, schedules.router, keys.router, health.router):
+    for router in (jobs.router, job_types.router, queues.router, workers.router, operations_routes.router,
+                   schedules.router, keys.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
@@ -139,6 +149,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(submissions.openapi_components(settings.max_batch_size))
             components.update(schedules.openapi_components(catalog.names()))
+            components.update(bodies.openapi_components())
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema

@@ -217,7 +217,94 @@ class QueueStats(BaseModel):
     finished: int
     canceled: int
     workers: int
+    paused: bool = Field(description="Its jobs are not claimed (POST /v1/queues/{name}:pause).")
+    refuse_submits: bool = Field(False, description="Paused with refuse_submits: submits to it get 409.")
+    paused_since: datetime | None = None
 
 
 class QueueList(BaseModel):
     items: list[QueueStats]
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refuse_submits: bool = Field(False, description="Refuse submits to the queue (409) while it is paused; "
+                                 "default: accept them, they run after the resume.")
+
+
+class QueuePause(BaseModel):
+    name: str
+    paused: bool
+    refuse_submits: bool = False
+    paused_since: datetime | None = None
+
+
+class CurrentJob(BaseModel):
+    id: str
+    since: datetime | None = Field(None, description="When the worker started it.")
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    pool: str | None
+    queues: list[str]
+    state: str = Field(description="busy or idle, as of the last heartbeat")
+    current_job: CurrentJob | None
+    last_heartbeat: datetime | None
+    heartbeat_age_seconds: float | None
+    jobs_finished: int
+    jobs_failed: int
+    rss_bytes: int | None = Field(description="Resident memory of the worker's processes (supervisor and executor).")
+    hostname: str | None
+    pid: int | None
+    birth: datetime | None
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerInfo]
+
+
+OperationAction = Literal["retry", "cancel", "delete"]
+
+
+class OperationFilter(BaseModel):
+    """Which jobs a bulk operation changes: all of its action's jobs by default, narrowed by each field given."""
+
+    model_config = ConfigDict(extra="forbid")
+    queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN, description="One declared queue; default: all.")
+    type: str | None = Field(None, max_length=200, description="Job type name.")
+    tenant: str | None = Field(None, min_length=1, max_length=200, description="Jobs submitted by this tenant.")
+    status: list[Literal["finished", "failed", "canceled"]] | None = Field(
+        None, min_length=1, description="delete only: which ended jobs (default: all three).")
+    created_after: datetime | None = Field(None, description="Jobs submitted at or after this time.")
+    created_before: datetime | None = Field(None, description="Jobs submitted before this time.")
+
+
+class OperationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: OperationAction = Field(description="retry: failed jobs, with a fresh retry budget; cancel: waiting "
+                                    "(queued or scheduled) jobs; delete: ended (finished, failed, canceled) jobs.")
+    filter: OperationFilter = Field(default_factory=OperationFilter)
+
+
+class OperationCounts(BaseModel):
+    examined: int = Field(description="Registry entries looked at so far.")
+    matched: int = Field(description="Jobs that matched the filter and were changed.")
+    skipped: int = Field(description="Entries left alone: not matching, changed since, or after the operation began.")
+
+
+class Operation(BaseModel):
+    id: str
+    action: OperationAction
+    filter: OperationFilter
+    state: Literal["pending", "running", "done", "canceled", "failed"]
+    counts: OperationCounts
+    progress: float = Field(description="Registries walked, 0 to 1 (by registry, then position).")
+    error: str | None = Field(None, description="failed: the error Redis answered a step with.")
+    created_at: datetime
+    updated_at: datetime | None
+    ended_at: datetime | None
+
+
+class OperationList(BaseModel):
+    items: list[Operation]

@@ -22,7 +22,7 @@ from redis.exceptions import ExecAbortError, NoScriptError, ResponseError
 from jobengine import keys
 from jobengine.catalog import JobType
 from jobengine.jobdata import (API_STATUS, JobView, build_job_hash, decode_result_entry, encode_exc_string, new_job_id,
-                               utcformat)
+                               parse_ts, utcformat)
 from jobengine.redis_conn import PoolExhausted
 from jobengine import scripts
 from jobengine.scripts import Scripts
@@ -48,7 +48,8 @@ for _, q in ipairs(names) do
   end
   out[#out + 1] = {q, redis.call('LLEN', 'rq:queue:' .. q), redis.call('ZCARD', 'rq:wip:' .. q),
     redis.call('ZCARD', 'rq:scheduled:' .. q), redis.call('ZCARD', 'rq:failed:' .. q),
-    redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live}
+    redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live,
+    redis.call('LINDEX', '""" + keys.PREFIXES["paused"] + """' .. q, 0)}
 end
 return out
 """
@@ -114,7 +115,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         idempotency_key=idempotency_key, fingerprint=fp,
         # (by position: keywords cost 1 % of a submit here)
         keys=scripts.enqueue_keys(job_id, queue, idem_key, keys.rate_limit(key_id) if rate else "",
-                                  keys.tenant_backlog(tenant) if quota else ""),
+                                  keys.tenant_backlog(tenant) if quota else "", keys.tenant_index(tenant)),
         args=scripts.enqueue_args(job_id, queue, chain.from_iterable(fields.items()),
                                   run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
                                   settings.idempotency_ttl_seconds, fp, settings.max_queue_backlog, rate,
@@ -305,22 +306,31 @@ class JobStore:
         return job_detail(view, decode_result_entry(_as_dict(results[0][1])) if results else None, scheduled_for)
 
     async def list(self, *, limit: int, cursor: str | None, status: str | None, job_type: str | None,
-                   queue: str | None, tenant: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first from the index stream; filters on the hashes; entries whose job expired are removed
-        lazily. With `tenant`, only that tenant's jobs (the index is shared: a page may come back short).
-        The cursor is the stream id of the page's last job: stable while jobs come and go, and never another
-        tenant's (its id is its submit time). An empty page has none: with the scan budget spent on other
-        tenants' entries, a tenant's older jobs are not listed (docs/security.md)."""
+                   queue: str | None, tenant: str | None = None, created_after: datetime | None = None,
+                   created_before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first from an index stream; filters on the hashes; entries whose job expired are removed
+        lazily. With `tenant`, that tenant's own index (enqueue.lua writes one per tenant beside the shared
+        one), so other tenants' jobs cost nothing; the shared index when the caller sees every job (auth off).
+        created_after/created_before bound the stream ids (their submit times): no scan outside them.
+        The cursor is the stream id of the page's last job: stable while jobs come and go. A filter (status,
+        type, queue) that matches few jobs may still spend the scan budget: the page then comes back short,
+        with a cursor to go on from."""
         owner = self._owner(tenant)
         tenant_b = owner.encode() if owner is not None else None
-        newest = f"({cursor}" if cursor else "+"
+        index = keys.tenant_index(owner) if owner is not None else keys.JOB_INDEX
+        if cursor:
+            newest = f"({cursor}"
+        elif created_before is not None:
+            newest = f"({max(1, int(created_before.timestamp() * 1000))}-0"
+        else:
+            newest = "+"
+        oldest = f"{max(0, int(created_after.timestamp() * 1000))}-0" if created_after is not None else "-"
         items: list[dict[str, Any]] = []
         scanned = 0
         last = ""  # the last entry looked at
-        last_item = ""  # the entry of the last job on the page
         chunk = max(2 * limit, 50)
         while len(items) < limit and scanned < LIST_SCAN_BUDGET:
-            entries = await self.redis.xrevrange(keys.JOB_INDEX, newest, "-", count=chunk)
+            entries = await self.redis.xrevrange(index, newest, oldest, count=chunk)
             if not entries:
                 return items, None
             pipe = self.redis.pipeline(transaction=False)
@@ -341,15 +351,16 @@ class JobStore:
                         or (queue and summary["queue"] != queue)):
                     continue
                 items.append(summary)
-                last_item = last
                 if len(items) >= limit:
                     break
             if gone:
-                await self.redis.xdel(keys.JOB_INDEX, *gone)
+                await self.redis.xdel(index, *gone)
             if len(entries) < chunk and len(items) < limit:
                 return items, None
             newest = f"({last}"
-        return items, (encode_cursor(last_item) if last_item else None)
+        # the scan budget spent (or the page full): go on after the last entry looked at, which is the caller's
+        # own (a tenant's index holds its jobs alone) or one it may see (the shared index, auth off)
+        return items, (encode_cursor(last) if last else None)
 
     # --- state changes ---
 
@@ -368,13 +379,99 @@ class JobStore:
             job_id=job_id, stamp=utcformat(datetime.now(timezone.utc)), owner=self._owner(tenant) or "",
             token=token or new_token())))
 
+    async def workers(self) -> list[dict[str, Any]]:
+        """The live workers (their rq:worker:<name> hash exists: a dead one's expires within its TTL), by name.
+        Members of rq:workers whose hash is gone are removed on the way (RQ leaves them behind too)."""
+        members = sorted(await self.redis.smembers(keys.WORKERS_SET))
+        if not members:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in members:
+            pipe.hmget(key, *WORKER_FIELDS)
+        rows = await pipe.execute()
+        now = time.time()
+        out, dead = [], []
+        for key, row in zip(members, rows, strict=True):
+            if row[0] is None and row[1] is None:  # no birth, no heartbeat: the hash expired
+                dead.append(key)
+                continue
+            out.append(worker_view(_s(key)[len(keys.PREFIXES["worker"]):], row, now))
+        if dead:
+            await self.redis.srem(keys.WORKERS_SET, *dead)
+        return out
+
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
         rows = await self._queue_stats(keys=[], args=known)
-        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:]), strict=True))} for row in rows]
+        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:8]), strict=True)),
+                  **pause_view(row[8] if len(row) > 8 else None)} for row in rows]
         return sorted(stats, key=lambda s: s["name"])
+
+    # --- pause ---
+
+    async def pause(self, queue: str, refuse_submits: bool) -> dict[str, Any]:
+        """Mark the queue paused (the claim script skips it): a list of one element, so KEDA reads it with LLEN."""
+        marker = orjson.dumps({"since": utcformat(datetime.now(timezone.utc)), "refuse_submits": refuse_submits})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.paused(queue))
+            pipe.rpush(keys.paused(queue), marker)
+            await pipe.execute()
+        return {"name": queue, "paused": True, **pause_view(marker)}
+
+    async def resume(self, queue: str) -> dict[str, Any]:
+        """Remove the marker and wake an idle worker of the queue (as a submit does)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.paused(queue))
+            pipe.lpush(keys.notify(queue), "1")
+            pipe.ltrim(keys.notify(queue), 0, 0)
+            await pipe.execute()
+        return {"name": queue, "paused": False, "refuse_submits": False, "paused_since": None}
+
+    async def paused_queues(self, known: list[str]) -> dict[str, dict[str, Any]]:
+        """The paused queues among `known`, with their marker (one round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in known:
+                pipe.lindex(keys.paused(q), 0)
+            markers = await pipe.execute()
+        return {q: pause_view(m) for q, m in zip(known, markers, strict=True) if m is not None}
 
 
 TENANT_FIELD_B = keys.TENANT_FIELD.encode()
+WORKER_FIELDS = ("birth", "last_heartbeat", "queues", "state", "current_job", "jobengine_job_since",
+                 "successful_job_count", "failed_job_count", "jobengine_rss_bytes", "jobengine_pool", "hostname", "pid")
+
+
+def pause_view(marker: bytes | None) -> dict[str, Any]:
+    """A queue's pause fields from its marker (None: not paused). A marker written by hand (not JSON) still
+    pauses the queue, as the claim script only checks that it exists."""
+    if marker is None:
+        return {"paused": False, "refuse_submits": False, "paused_since": None}
+    try:
+        doc = orjson.loads(marker)
+    except orjson.JSONDecodeError:
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    return {"paused": True, "refuse_submits": doc.get("refuse_submits") is True,
+            "paused_since": parse_ts(doc.get("since")) if isinstance(doc.get("since"), str) else None}
+
+
+def _int(value: bytes | None) -> int | None:
+    try:
+        return int(value) if value not in (None, b"") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def worker_view(name: str, row: list[bytes | None], now: float) -> dict[str, Any]:
+    (birth, beat, queues, state, current, since, finished, failed, rss, pool, host, pid) = row
+    last = parse_ts(beat)
+    return {
+        "name": name, "pool": _s(pool) or None, "queues": [q for q in _s(queues).split(",") if q],
+        "state": _s(state) or "unknown",
+        "current_job": {"id": _s(current), "since": parse_ts(since)} if current else None,
+        "last_heartbeat": last, "heartbeat_age_seconds": round(max(0.0, now - last.timestamp()), 3) if last else None,
+        "jobs_finished": _int(finished) or 0, "jobs_failed": _int(failed) or 0, "rss_bytes": _int(rss) or None,
+        "hostname": _s(host) or None, "pid": _int(pid), "birth": parse_ts(birth),
+    }
 MULTI, EXEC = pack(["MULTI"]), pack(["EXEC"])
 
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from types import FrameType
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ import redis
 
 from jobengine import keys, metrics, scripts, tracing
 from jobengine.catalog import Catalog
-from jobengine.jobdata import encode_exc_string, utcnow_str
+from jobengine.jobdata import encode_exc_string, utcformat, utcnow_str
 from jobengine.redis_conn import TRANSIENT_ERRORS, sync_client
 from jobengine.settings import Settings
 
@@ -78,6 +79,8 @@ class Worker(Supervision):
         self.taken = 0  # jobs claimed minus those given back: the jobs that ended (or will) here, for max_jobs
         self.idle_deadline = math.inf  # idle_exit_seconds: exit once idle past this (monotonic)
         self.claimed: dict[str, Claimed] = {}  # held by this worker: renewed on heartbeat
+        self.ended = {"finished": 0, "failed": 0}  # jobs ended here, shown by GET /v1/workers (heartbeat)
+        self.paused: frozenset[str] = frozenset()  # served queues paused, as the last heartbeat read them
         self.pending: list[Outcome] = []  # outcomes not yet written to Redis
         self.executor: Executor | None = None
         self.next_heartbeat = 0.0
@@ -183,7 +186,7 @@ class Worker(Supervision):
 
     # ----- registration, heartbeat and maintenance -----
     def register(self) -> None:
-        registration.register(self.redis, self.name, self.queues, self.key_ttl)
+        registration.register(self.redis, self.name, self.queues, self.key_ttl, self.settings.worker_pool)
 
     @property
     def key_ttl(self) -> int:
@@ -195,8 +198,15 @@ class Worker(Supervision):
             self.state.cancel_requests.intersection_update(self.claimed)
         running = self.executor.current() if self.executor else None
         current = running[1] if running else None
-        if registration.heartbeat(self.redis, self.name, self.key_ttl, expires(self.settings.abandoned_after_seconds),
-                                  self.claimed.values(), current):
+        since = (utcformat(datetime.fromtimestamp(time.time() - (time.monotonic() - running[2]), timezone.utc))
+                 if running else "")
+        stats = registration.Stats(self.ended["finished"], self.ended["failed"], since,
+                                   registration.rss_bytes(os.getpid(), self.executor.pid if self.executor else None))
+        beat = registration.heartbeat(self.redis, self.name, self.key_ttl,
+                                      expires(self.settings.abandoned_after_seconds), self.claimed.values(), current,
+                                      stats, self.queues)
+        self.paused = beat.paused
+        if beat.cancel_current:
             assert current is not None
             self.request_cancel(current.id)
 
@@ -351,8 +361,14 @@ class Worker(Supervision):
         timeout = max(0.01, min(self.next_schedule, self.next_heartbeat, self.next_recover, self.idle_deadline)
                       - time.monotonic())
         timeout = min(timeout, 1.0)
+        # A paused queue's wake-ups are not waited on (submits to it would wake the worker for nothing); the
+        # claim still names it, so its jobs are taken within a second of its resume (the claim script skips it
+        # while paused).
+        awake = [keys.notify(q) for q in self.queues if q not in self.paused]
         try:
-            if self.blocking.blpop([keys.notify(q) for q in self.queues], timeout=timeout):
+            if not awake:
+                time.sleep(timeout)
+            elif self.blocking.blpop(awake, timeout=timeout):
                 self.next_schedule = 0.0  # a delayed job may be due sooner than planned
         except TRANSIENT_ERRORS as exc:
             self.redis_error(exc)
@@ -404,9 +420,12 @@ class Worker(Supervision):
             now=time.time(), stamp=utcnow_str(), worker=self.name, outcomes=[o.args() for o in batch])))
 
     def recorded(self, batch: list[Outcome], statuses: list[str]) -> None:
+        ended = self.ended
         for o, status in zip(batch, statuses):
             self.claimed.pop(o.job.id, None)
             record(o, status)
+            if status in ended:
+                ended[status] += 1
         metrics.WORKER_JOBS_IN_PROGRESS.set(len(self.claimed))
         if self.max_jobs:  # a job given back did not end here
             self.taken -= sum(1 for o in batch if o.outcome in GIVEN_BACK)

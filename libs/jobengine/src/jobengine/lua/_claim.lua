@@ -1,6 +1,7 @@
 -- Included by claim.lua and complete_claim.lua, after _notify (scripts.py inlines it where they say
 -- --!include).
--- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order.
+-- Claim up to `limit` waiting jobs from `queues` (highest priority first), in queue order, skipping the
+-- paused ones (their jobengine:paused:<queue> marker exists: POST /v1/queues/{name}:pause).
 -- Each claimed job is marked started and entered in RQ's StartedJobRegistry (rq:wip:<queue>)
 -- under '<job_id>:<execution_id>', scored by `expiry` (whole epoch s), when the claim lapses unless renewed.
 -- The execution id is `exec`, one for the whole claim: a job is claimed once in it, so id and exec still
@@ -31,6 +32,8 @@ local function claimed_again(exec, queues)
   return out
 end
 
+local MAX_DROPPED = 1000
+
 local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
   if again == '1' then
     local out = claimed_again(exec, queues)
@@ -42,9 +45,12 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
   for _, q in ipairs(queues) do
     local qkey = K.queue .. q
     local wip = {}  -- score, member pairs for one ZADD a queue
-    while n < limit do
+    local open = redis.call('EXISTS', K.paused .. q) == 0  -- a paused queue is skipped: one check a queue a call
+    local popped = 0
+    while open and n < limit do
       local ids = redis.call('LPOP', qkey, limit - n)
       if not ids then break end
+      popped = popped + #ids
       for _, id in ipairs(ids) do
         local jk = K.job .. id
         local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
@@ -61,6 +67,12 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
           wip[#wip + 1] = id .. ':' .. exec
           out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
         end
+      end
+      -- ids of jobs no longer queued (a bulk cancel leaves them) are dropped, at most MAX_DROPPED a call, so
+      -- a long run of them never holds Redis: the next call, woken at once, goes on
+      if popped >= MAX_DROPPED and n < limit then
+        notify(q)
+        break
       end
     end
     if #wip > 0 then redis.call('ZADD', K.wip .. q, unpack(wip)) end

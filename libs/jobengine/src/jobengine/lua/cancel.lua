@@ -10,6 +10,7 @@
 --!include _uncount
 --!include _notify
 --!include _end
+--!include _cancel
 local id = ARGV[1]
 local jk = K.job .. id
 local f = redis.call('HMGET', jk, 'status', 'origin', 'worker_name', 'failure_ttl', 'jobengine_tenant',
@@ -29,15 +30,8 @@ if st == 'started' then
   end
   return {'stopping', st}
 end
-if st == 'queued' then
-  redis.call('LREM', K.queue .. q, 0, id)
-elseif st == 'scheduled' then
-  redis.call('ZREM', K.scheduled .. q, id)
-else
-  return {'terminal', st}
-end
-redis.call('HSET', jk, 'jobengine_cancel', '1', 'jobengine_op', token .. ' canceled')
+if st ~= 'queued' and st ~= 'scheduled' then return {'terminal', st} end
 local ended = ended_jobs(tonumber(ARGV[2]))
-end_job(ended, jk, id, q, 'canceled', ARGV[3], '', '', '', ARGV[4], f[4] or '604800', nil)
+cancel_waiting(ended, jk, id, q, st, ARGV[3], ARGV[4], f[4], token .. ' canceled', true)
 end_jobs_written(ended)
 return {'canceled', 'canceled'}

@@ -69,3 +69,4 @@ async def refresh_queue_gauges(ctx: ApiContext) -> None:
         metrics.QUEUE_SCHEDULED.labels(name).set(s["scheduled"])
         metrics.QUEUE_FAILED.labels(name).set(s["failed"])
         metrics.QUEUE_WORKERS.labels(name).set(s["workers"])
+        metrics.QUEUE_PAUSED.labels(name).set(1 if s["paused"] else 0)

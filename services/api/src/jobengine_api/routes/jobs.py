@@ -142,6 +142,12 @@ def _validate(ctx: ApiContext, adapter: TypeAdapter[Any], doc: Any) -> JobOption
     return sub
 
 
+def queue_paused(queue: str) -> Problem:
+    JOBS_REJECTED.labels("queue_paused").inc()
+    return Problem(409, "queue-paused", f"Queue {queue!r} is paused and refuses submits until it is resumed "
+                   "(POST /v1/queues/{name}:resume).", extra={"queue": queue})
+
+
 def unknown_queue(ctx: ApiContext, queue: str) -> Problem:
     declared = ", ".join(sorted(ctx.queues))
     return invalid([{"field": "queue", "message": f"unknown queue {queue!r}; declared: {declared}"}],
@@ -221,6 +227,8 @@ async def submit_job(request: Request) -> Response:
     sub = _validate(ctx, ctx.submissions.single, doc)
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         (job,) = _prepare(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")], span)
+        if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
+            raise queue_paused(job.queue)
         try:
             done = Submitted(job, await ctx.store.enqueue(job))
         except OutOfMemoryError:
@@ -264,6 +272,10 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             continue
         try:
             sub = _validate(ctx, ctx.submissions.batch_item, item)
+            if ctx.paused is not None and ctx.paused.refusing:
+                queue = sub.queue or ctx.catalog[sub.type].queue or ctx.settings.default_queue  # type: ignore[attr-defined]
+                if queue in ctx.paused.refusing:
+                    raise queue_paused(queue)
         except Problem as problem:
             results[index] = _item_error(request, index, problem)
             continue
@@ -372,6 +384,8 @@ async def list_jobs(
     queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    created_after: Annotated[datetime | None, Query(description="Jobs submitted at or after this time.")] = None,
+    created_before: Annotated[datetime | None, Query(description="Jobs submitted before this time.")] = None,
 ) -> Response:
     try:
         position = decode_cursor(cursor) if cursor else None
@@ -379,9 +393,18 @@ async def list_jobs(
         raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
     if queue is not None and queue not in ctx.queues:
         raise unknown_queue(ctx, queue)
+    created_after, created_before = _aware(created_after), _aware(created_before)
+    if created_after and created_before and created_after >= created_before:
+        raise invalid([{"field": "created_before", "message": "must be after created_after"}])
     items, next_cursor = await ctx.store.list(limit=limit, cursor=position, status=status, job_type=job_type,
-                                          queue=queue, tenant=principal.tenant)
+                                          queue=queue, tenant=principal.tenant, created_after=created_after,
+                                          created_before=created_before)
     return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC (RQ's timestamps are)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 @router.delete(
