@@ -1,5 +1,6 @@
-"""GET /v1/jobs reads the caller's own index (one stream per tenant, written by enqueue.lua beside the shared
-one): a tenant with few jobs finds them behind any number of other tenants' jobs."""
+"""GET /v1/jobs reads the caller's own index (one stream per tenant, written by enqueue.lua instead of the
+shared one): a tenant with few jobs finds them behind any number of other tenants' jobs, and a submit appends
+to one index only."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_a_sparse_tenant_lists_its_jobs_behind_a_busy_ones(start_api, tmp_path, 
     page = api.client.get("/v1/jobs", headers=other, params={"limit": 10}).json()
     assert [i["id"] for i in page["items"]] == mine[::-1] and page["next_cursor"] is None
     assert r.xlen("jobengine:index:other") == 3 and r.xlen("jobengine:index:default") == 1800
-    assert r.xlen("jobengine:index") == 1803  # the shared one still (auth off lists every job from it)
+    assert r.xlen("jobengine:index") == 0  # the shared one: jobs without a tenant, and those submitted with auth off
     # time bounds are stream id bounds: no scan outside them
     busy = api.client.get("/v1/jobs", params={"limit": 500, "created_before": between.isoformat()}).json()
     assert busy == {"items": [], "next_cursor": None}
@@ -38,3 +39,11 @@ def test_a_sparse_tenant_lists_its_jobs_behind_a_busy_ones(start_api, tmp_path, 
     bad = api.client.get("/v1/jobs", params={"created_after": between.isoformat(),
                                              "created_before": between.isoformat()})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "created_before"
+
+
+def test_with_authentication_off_every_job_is_listed_from_the_shared_index(start_api, r: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    api = start_api(key=None, JOBENGINE_AUTH="off", JOBENGINE_ENV="development")
+    ids = [api.client.post("/v1/jobs", json=PRIMES).json()["id"] for _ in range(3)]
+    page = api.client.get("/v1/jobs", params={"limit": 10}).json()
+    assert [i["id"] for i in page["items"]] == ids[::-1]
+    assert r.xlen("jobengine:index") == 3 and not r.exists("jobengine:index:default")

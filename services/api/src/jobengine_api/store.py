@@ -115,7 +115,9 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         idempotency_key=idempotency_key, fingerprint=fp,
         # (by position: keywords cost 1 % of a submit here)
         keys=scripts.enqueue_keys(job_id, queue, idem_key, keys.rate_limit(key_id) if rate else "",
-                                  keys.tenant_backlog(tenant) if quota else "", keys.tenant_index(tenant)),
+                                  keys.tenant_backlog(tenant) if quota else "",
+                                  # auth off: the shared index, which the one caller who sees all lists
+                                  keys.tenant_index(tenant) if settings.auth_enabled else ""),
         args=scripts.enqueue_args(job_id, queue, chain.from_iterable(fields.items()),
                                   run_at.timestamp() if run_at else 0, settings.index_max_age_seconds,
                                   settings.idempotency_ttl_seconds, fp, settings.max_queue_backlog, rate,
@@ -309,8 +311,10 @@ class JobStore:
                    queue: str | None, tenant: str | None = None, created_after: datetime | None = None,
                    created_before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first from an index stream; filters on the hashes; entries whose job expired are removed
-        lazily. With `tenant`, that tenant's own index (enqueue.lua writes one per tenant beside the shared
-        one), so other tenants' jobs cost nothing; the shared index when the caller sees every job (auth off).
+        lazily. With `tenant`, that tenant's own index (enqueue.lua writes a job to its tenant's index, or to the
+        shared one when it has none or authentication is off), so other tenants' jobs cost nothing; the shared
+        index when the caller sees every job (auth off: the jobs submitted with auth off, and the Producer's
+        jobs without a tenant).
         created_after/created_before bound the stream ids (their submit times): no scan outside them.
         The cursor is the stream id of the page's last job: stable while jobs come and go. A filter (status,
         type, queue) that matches few jobs may still spend the scan budget: the page then comes back short,

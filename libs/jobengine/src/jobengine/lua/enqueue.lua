@@ -3,7 +3,7 @@
 -- KEYS[1] job hash  KEYS[2] queue list  KEYS[3] scheduled zset  KEYS[4] notify list
 -- KEYS[5] idempotency key, or '' for none  KEYS[6] rate-limit bucket hash, or '' for none
 -- KEYS[7] the tenant's backlog counter, or '' for none (no quota: the job is not counted)
--- KEYS[8] (optional) the tenant's listing index stream, or '' for none
+-- KEYS[8] (optional) the tenant's listing index stream, written instead of the shared one; '' or absent: the shared one
 -- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index max age, seconds (entries older are trimmed; 0 = never)
 -- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key
 -- ARGV[7] max backlog (LLEN of the queue; 0 = no limit)
