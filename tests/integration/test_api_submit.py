@@ -20,7 +20,7 @@ def assert_nothing_enqueued(r: redis.Redis) -> None:
     assert r.keys("rq:job:*") == []
     for key in r.keys("rq:queue:*") + r.keys("rq:scheduled:*"):
         assert r.type(key) in (b"list", b"zset") and not (r.llen(key) if r.type(key) == b"list" else r.zcard(key))
-    assert r.xlen("jobengine:index") == 0
+    assert r.xlen("jobengine:index:default") == 0
 
 
 def assert_problem(resp: httpx.Response, status: int) -> dict:
@@ -44,7 +44,7 @@ def test_submit_is_accepted_with_location_and_rq_reads_the_job(api, r: redis.Red
     assert resp.headers["location"] == body["location"] == f"/v1/jobs/{job_id}"
     assert r.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
     assert r.sismember("rq:queues", "rq:queue:default")
-    (_, entry), = r.xrange("jobengine:index")  # listed: GET /v1/jobs reads this index
+    (_, entry), = r.xrange("jobengine:index:default")  # listed: GET /v1/jobs reads this index
     assert entry == {b"id": job_id.encode()}
 
     job = rq.job.Job.fetch(job_id, connection=redis.Redis.from_url(redis_url), serializer=JSONSerializer)
@@ -196,7 +196,7 @@ def test_batch_enqueues_the_valid_items_and_reports_each(api, r: redis.Redis) ->
     assert results[7]["error"]["status"] == 409
     assert r.lrange("rq:queue:default", 0, -1) == [results[0]["id"].encode()]
     assert r.lrange("rq:queue:low", 0, -1) == [results[2]["id"].encode()]
-    assert r.zcard("rq:scheduled:default") == 1 and r.xlen("jobengine:index") == 3
+    assert r.zcard("rq:scheduled:default") == 1 and r.xlen("jobengine:index:default") == 3
 
 
 def test_batch_all_valid_is_202_and_limits_are_enforced(start_api, r: redis.Redis) -> None:
@@ -247,8 +247,8 @@ def test_the_listing_index_forgets_entries_past_its_max_age(api, r: redis.Redis)
     # 150 entries from 1970 (stream ids are ms timestamps), then one real submit: the index drops the old
     # entries by whole stream nodes (MINID ~), never the new one
     for n in range(150):
-        r.xadd("jobengine:index", {"id": f"old{n}"}, id=f"{1000 + n}-0")
+        r.xadd("jobengine:index:default", {"id": f"old{n}"}, id=f"{1000 + n}-0")
     job_id = api.client.post("/v1/jobs", json=PRIMES).json()["id"]
-    ids = [f[b"id"].decode() for _, f in r.xrange("jobengine:index")]
+    ids = [f[b"id"].decode() for _, f in r.xrange("jobengine:index:default")]
     assert ids[-1] == job_id and len(ids) <= 51, len(ids)
     assert [i["id"] for i in api.client.get("/v1/jobs").json()["items"]] == [job_id]

@@ -105,7 +105,7 @@ def test_redis_out_of_memory_gives_503_and_no_partial_jobs(start_api, small_redi
     job_keys = {k.decode().removeprefix("rq:job:") for k in client.keys("rq:job:*")}
     queued = {j.decode() for j in client.lrange("rq:queue:default", 0, -1)}
     assert job_keys == queued and len(queued) == len(accepted) + 1
-    assert client.xlen("jobengine:index") == len(queued)
+    assert client.xlen("jobengine:index:default") == len(queued)
     assert client.get(f"jobengine:idempotency:default:oom-{len(accepted)}") is None
     assert not [k for k in client.keys("jobengine:idempotency:*") if k.endswith(f"oom-{len(accepted)}".encode())]
     assert rejected(api, "redis_oom") >= 1

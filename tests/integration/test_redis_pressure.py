@@ -120,7 +120,7 @@ def low_maxmemory(r: redis.Redis) -> Iterator[None]:
 def test_a_batch_that_runs_into_maxmemory_answers_what_redis_holds(start_api, r: redis.Redis, low_maxmemory) -> None:
     api = start_api(JOBENGINE_REDIS_MEMORY_LIMIT_RATIO="0")  # no guard: Redis itself refuses mid-batch
     api.client.post("/v1/jobs", json=ECHO)  # scripts loaded, the API's own keys written
-    r.delete("rq:queue:default", "jobengine:index", *r.keys("rq:job:*"))
+    r.delete("rq:queue:default", "jobengine:index:default", *r.keys("rq:job:*"))
     # room for a third of the batch: the old pipeline wrote about that many, then answered "nothing written"
     r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 150_000)
     big = {"type": "echo", "payload": {"message": "x" * 2000}}
@@ -128,7 +128,7 @@ def test_a_batch_that_runs_into_maxmemory_answers_what_redis_holds(start_api, r:
     written = r.keys("rq:job:*")
     if resp.status_code == 503:
         assert resp.json()["type"] == "urn:jobengine:problem:redis-out-of-memory"
-        assert written == [] and r.llen("rq:queue:default") == 0 and r.xlen("jobengine:index") == 0
+        assert written == [] and r.llen("rq:queue:default") == 0 and r.xlen("jobengine:index:default") == 0
     else:  # the whole batch fitted
         assert resp.status_code == 202, resp.text
         assert len(written) == r.llen("rq:queue:default") == 200
@@ -159,7 +159,7 @@ def test_an_enqueue_run_twice_writes_once(redis_url: str, r: redis.Redis) -> Non
     first, second = asyncio.run(twice())
     assert first == second and not second.refused and not second.replayed  # type: ignore[attr-defined]
     assert r.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
-    assert r.xlen("jobengine:index") == 1
+    assert r.xlen("jobengine:index:acme") == 1
     assert r.get("jobengine:backlog:acme") == b"1"  # counted once against the quota
     assert float(r.hget("jobengine:ratelimit:k1", "tokens")) >= 3.9  # one token spent, not two
 
@@ -225,12 +225,12 @@ def test_a_batch_after_redis_forgot_the_scripts_is_written_once(api, r: redis.Re
     r.script_flush()  # as after a restart: the transaction's EVALSHAs all answer NOSCRIPT and write nothing
     resp = api.client.post("/v1/jobs:batch", json={"jobs": [ECHO] * 3})
     assert resp.status_code == 202, resp.text
-    assert r.llen("rq:queue:default") == 4 and r.xlen("jobengine:index") == 4
+    assert r.llen("rq:queue:default") == 4 and r.xlen("jobengine:index:default") == 4
 
 
 def test_a_batch_whose_connection_is_cut_mid_transaction_is_written_once(api, r: redis.Redis) -> None:
     assert api.client.post("/v1/jobs", json=ECHO).status_code == 202  # scripts loaded
-    r.delete("rq:queue:default", "jobengine:index", *r.keys("rq:job:*"))
+    r.delete("rq:queue:default", "jobengine:index:default", *r.keys("rq:job:*"))
     r.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")  # the batch's first script call waits inside MULTI
     try:
         with ThreadPoolExecutor(1) as pool:

@@ -50,8 +50,9 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
         fields[keys.TENANT_FIELD] = tenant
     flat = [item for pair in fields.items() for item in pair]
     # no idempotency key, backlog limit, rate limit or tenant quota: those guard the API's callers
-    index = keys.tenant_index(tenant) if tenant else ""  # its tenant's listing index (none: the shared one)
-    return (enqueue_keys(job_id, queue, tenant_index=index),
+    # its tenant's listing index, and the shared one, which a caller with authentication off lists
+    index = keys.tenant_index(tenant) if tenant else ""
+    return (enqueue_keys(job_id, queue, tenant_index=index, also_shared_index=bool(tenant)),
             enqueue_args(job_id, queue, flat, run_at=run_at, index_max_age=index_max_age))
 
 

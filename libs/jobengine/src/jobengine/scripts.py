@@ -177,11 +177,15 @@ ENQUEUE_WRITTEN, ENQUEUE_REPEAT, ENQUEUE_QUEUE_FULL, ENQUEUE_RATE_LIMITED, ENQUE
 
 
 def enqueue_keys(job_id: str, queue: str, idempotency: str = "", rate_limit: str = "",
-                 backlog: str = "", tenant_index: str = "") -> list[str]:
+                 backlog: str = "", tenant_index: str = "", also_shared_index: bool = False) -> list[str]:
     """KEYS of enqueue.lua: the job's and its queue's keys, then the optional idempotency key, the API
-    key's token bucket, the tenant's backlog counter and the tenant's listing index ('' for none)."""
-    return [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue),
-            idempotency, rate_limit, backlog, tenant_index]
+    key's token bucket, the tenant's backlog counter and the tenant's listing index ('' for none: the job goes
+    to the shared index instead); also_shared_index: to the shared one as well."""
+    job_keys = [keys.job(job_id), keys.queue(queue), keys.scheduled_registry(queue), keys.notify(queue),
+                idempotency, rate_limit, backlog, tenant_index]
+    if also_shared_index:
+        job_keys.append(keys.JOB_INDEX)
+    return job_keys
 
 
 def enqueue_args(job_id: str, queue: str, fields: Iterable[Any], run_at: float = 0, index_max_age: int = 0,

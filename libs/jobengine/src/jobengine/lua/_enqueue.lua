@@ -66,14 +66,24 @@ local function enqueue(keys, argv)
   -- the listing index: a stream (appends are O(1) and dense; a sorted set slowed submits by 15 % at 1M jobs),
   -- the job's tenant's own (keys[8]) or, for a job without one (or with authentication off), the shared one:
   -- one index a job, so a tenant's listing never scans other tenants' entries and a submit appends once
+  -- (keys[9], when given: the shared one as well: the Producer's tenant jobs, listed by their tenant's keys and
+  -- by a caller that sees every job)
   local index = K.index
   if keys[8] and keys[8] ~= '' then index = keys[8] end
   local max_age = tonumber(argv[3])
+  local min_id = nil
   if max_age > 0 then  -- '~': only whole stream nodes go, so the trim costs nearly nothing per submit
-    local t = redis.call('TIME')
-    redis.call('XADD', index, 'MINID', '~', (tonumber(t[1]) - max_age) * 1000, '*', 'id', argv[1])
+    min_id = (tonumber(redis.call('TIME')[1]) - max_age) * 1000
+    redis.call('XADD', index, 'MINID', '~', min_id, '*', 'id', argv[1])
   else
     redis.call('XADD', index, '*', 'id', argv[1])
+  end
+  if keys[9] and keys[9] ~= '' and keys[9] ~= index then
+    if min_id then
+      redis.call('XADD', keys[9], 'MINID', '~', min_id, '*', 'id', argv[1])
+    else
+      redis.call('XADD', keys[9], '*', 'id', argv[1])
+    end
   end
   return {1, argv[1]}
 end

@@ -4,6 +4,7 @@
 -- KEYS[5] idempotency key, or '' for none  KEYS[6] rate-limit bucket hash, or '' for none
 -- KEYS[7] the tenant's backlog counter, or '' for none (no quota: the job is not counted)
 -- KEYS[8] (optional) the tenant's listing index stream, written instead of the shared one; '' or absent: the shared one
+-- KEYS[9] (optional) the shared index, written as well (the Producer's jobs of a tenant)
 -- ARGV[1] job id  ARGV[2] run_at epoch seconds (0 = now)  ARGV[3] index max age, seconds (entries older are trimmed; 0 = never)
 -- ARGV[4] idempotency TTL  ARGV[5] idempotency fingerprint  ARGV[6] queue key
 -- ARGV[7] max backlog (LLEN of the queue; 0 = no limit)
