@@ -227,6 +227,10 @@ class Settings(BaseSettings):
         10.0, ge=1, le=3600, description="An API process runs a bulk operation under a lease it renews at each "
         "step; another API process resumes the operation once the lease lapsed (its process died)."
     )
+    operations_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an API process looks for bulk operations to run or resume (one "
+        "with an expired lease: its process died)."
+    )
     paused_refresh_seconds: float = Field(
         1.0, gt=0, le=60, description="How often an API process re-reads which queues are paused (submits to a "
         "queue paused with refuse_submits get 409 once it has)."

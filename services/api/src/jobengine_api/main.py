@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         schedules_ = Schedules(settings, catalog, submissions, queue_names,
                                ScheduleStore(client, runs_kept=settings.schedule_runs_kept))
         paused = PausedQueues(store, queue_names, settings.paused_refresh_seconds)
-        runner = OperationRunner(client, store.scripts.bulk, settings)
+        runner = OperationRunner(client, store.scripts.bulk, settings, settings.operations_poll_seconds)
         ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
                                          schedules=schedules_, paused=paused, operations=Operations(client, runner))
         metrics_server = None
