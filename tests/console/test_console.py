@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import TEST_KEY
 from tests.support.wait import wait_until
 
-from .conftest import READ_KEY, SCREENSHOTS, axe_violations
+from .conftest import OTHER_KEY, READ_KEY, SCREENSHOTS, axe_violations
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -174,6 +174,14 @@ def test_read_only_key_sees_no_actions_and_its_forged_posts_get_403(  # type: ig
     # the session cookie reads the JSON API (GET) only: a POST to /v1 with it is unauthenticated
     assert b.page.request.get(f"/v1/jobs/{job_id}").status == 200
     assert b.page.request.post(f"/v1/jobs/{job_id}/retry").status == 401
+
+    # another tenant's key sees none of it, in the pages as in the JSON API they poll
+    other = open_browser(api.base_url)
+    sign_in(other, OTHER_KEY)
+    assert other.page.goto(f"/console/jobs/{job_id}").status == 404
+    other.page.goto("/console/failed")
+    assert other.page.locator("#failed tbody tr.empty").count() == 1
+    assert other.page.request.get(f"/v1/jobs/{job_id}").status == 404
 
 
 def test_an_action_without_its_csrf_token_is_refused(console_api, open_browser) -> None:  # type: ignore[no-untyped-def]

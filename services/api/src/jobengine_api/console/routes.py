@@ -203,7 +203,8 @@ async def logout(request: Request) -> Response:
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str) -> None:
     # Path "/" for the session: the page's script reads the JSON API under /v1 with it (GET only)
     response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
-                        secure=cookie_secure(request.headers.get("host", ""), request.url.scheme))
+                        secure=cookie_secure(request.headers.get("host", ""), request.url.scheme,
+                                             _ctx(request).settings.env == "development"))
 
 
 # --- pages ---

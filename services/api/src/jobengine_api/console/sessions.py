@@ -139,10 +139,14 @@ async def signing_key(configured: str | None, redis: Any) -> bytes:
     return stored if isinstance(stored, bytes) else str(stored).encode()
 
 
-def cookie_secure(host: str, scheme: str) -> bool:
-    """Secure unless the console is reached over plain http on a loopback address (make run, tests)."""
+def cookie_secure(host: str, scheme: str, development: bool = False) -> bool:
+    """Secure unless the console is reached over plain http on a loopback address (make run, tests) or in
+    development mode (the kind dev loop's plain-http ingress). Behind a TLS-terminating ingress the API sees
+    http on a public name: Secure, as the browser sees https."""
+    if scheme == "https":
+        return True
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-    return not (scheme == "http" and name in LOOPBACK_HOSTS)
+    return not (name in LOOPBACK_HOSTS or development)
 
 
 def cookie_value(headers: Any) -> str | None:
