@@ -41,7 +41,8 @@ def test_console_enabled_serves_it_and_routes_it_through_the_same_ingress(helm: 
     assert {"/v1", "/docs"} <= set(paths)  # beside the API, in the same Ingress
     assert len(rendered.kind("Ingress")) == 1
     no_ingress = template(helm, "--set", "console.enabled=true")
-    assert config(no_ingress)["JOBENGINE_CONSOLE"] == "true" and not no_ingress.kind("Ingress")  # no Ingress: the console is still served (port-forward)
+    # no Ingress: the console is still served (through a port-forward)
+    assert config(no_ingress)["JOBENGINE_CONSOLE"] == "true" and not no_ingress.kind("Ingress")
 
 
 def test_the_dev_values_turn_the_console_on(render) -> None:  # type: ignore[no-untyped-def]

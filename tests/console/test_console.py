@@ -130,7 +130,8 @@ def test_operator_retries_a_failed_job_and_watches_it_finish_live(  # type: igno
     assert b.external == [] and b.console_errors == [], (b.external, b.console_errors)
 
 
-def test_keyboard_alone_signs_in_and_reaches_the_jobs(console_api, open_browser) -> None:  # type: ignore[no-untyped-def]
+def test_keyboard_alone_signs_in_and_reaches_the_jobs(  # type: ignore[no-untyped-def]
+        console_api, open_browser) -> None:
     b = open_browser(console_api.base_url)
     b.page.goto("/console/login")
     assert b.page.evaluate("() => document.activeElement.id") == "api_key"  # the key field has the focus
@@ -230,7 +231,8 @@ def test_sessions_cookies_and_security_headers(console_api) -> None:  # type: ig
         # /v1 and /docs are untouched by the console's headers
         assert "content-security-policy" not in c.get("/healthz").headers
     with httpx.Client(base_url=api.base_url) as c:  # login form posted without its cookie (another site)
-        token = re.search(r'name="csrf" value="([^"]+)"', httpx.get(f"{api.base_url}/console/login").text).group(1)  # type: ignore[union-attr]
+        page = httpx.get(f"{api.base_url}/console/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
         assert c.post("/console/login", data={"csrf": token, "api_key": TEST_KEY}).status_code == 403
 
 
@@ -244,3 +246,35 @@ def test_docs_render_with_no_request_off_loopback(  # type: ignore[no-untyped-de
     assert b.external == [], b.external  # every asset came from the API itself
     if path == "/docs":
         assert b.page.locator(".opblock").count() > 10  # the operations are listed
+
+
+def test_a_page_follows_the_event_stream_when_the_api_serves_one(  # type: ignore[no-untyped-def]
+        console_api, open_browser) -> None:
+    """The job's event stream (issue 19's events part, GET /v1/jobs/{id}/events) answered here by the browser's
+    route with one event: the page opens it, handles the event and reads the job again."""
+    api = console_api
+    job_id = api.client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}}).json()["id"]
+    b = open_browser(api.base_url)
+    sign_in(b, TEST_KEY)
+    reads: list[str] = []
+    b.page.on("request", lambda r: reads.append(r.url) if r.url.endswith(f"/v1/jobs/{job_id}") else None)
+    event = (f'id: 1-0\nevent: job.started\ndata: {{"id": "1-0", "type": "job.started", "job_id": "{job_id}", '
+             f'"job_type": "echo", "queue": "default", "status": "started", "at": "2026-12-04T00:00:00Z"}}\n\n')
+    streams: list[str] = []
+
+    def serve_stream(route) -> None:  # type: ignore[no-untyped-def]
+        streams.append(route.request.url)
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+                      body="retry: 60000\n\n" + (event if len(streams) == 1 else ""))
+
+    b.page.route(f"**/v1/jobs/{job_id}/events", serve_stream)
+    b.page.goto(f"/console/jobs/{job_id}")
+    # the stream opened, its event was handled, and a read of the job followed
+    b.page.wait_for_function("() => document.querySelector('main').dataset.eventsSeen === '1'")
+    for _ in range(50):  # Playwright delivers request events while it runs: wait inside it, not in time.sleep
+        if len(reads) >= 2:
+            break
+        b.page.wait_for_timeout(100)
+    assert len(reads) >= 2, reads  # read on open and after the event
+    assert streams and streams[0] == f"{api.base_url}/v1/jobs/{job_id}/events"
+    assert b.page.locator('[data-field="status"]').inner_text() in ("queued", "started", "finished")

@@ -52,7 +52,8 @@ def forbidden(scope: str) -> Problem:
 
 
 class AuthMiddleware:
-    """401 before routing for any /v1 request without a valid key: no handler, no body read, no Redis.
+    """401 before routing for any /v1 request without a valid key: no handler, no body read, no Redis. A GET or
+    HEAD without a key header may instead carry a signed-in web console session (console_reader).
 
     Sets scope["state"]["principal"] (request.state.principal). keyring None: authentication is off
     (development mode) and every request acts as DEV_PRINCIPAL.

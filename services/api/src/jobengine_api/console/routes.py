@@ -248,6 +248,8 @@ async def jobs_page(request: Request) -> Response:
         problems.append("status")
     if filters["queue"] and filters["queue"] not in ctx.queues:
         problems.append("queue")
+    if filters["type"] and len(filters["type"]) > 200:  # the API's own bound
+        problems.append("type")
     cursor = q.get("cursor") or None
     try:
         position = decode_cursor(cursor) if cursor else None

@@ -196,13 +196,18 @@
   if (!window.EventSource) return;
   const url = page === "job" ? "/v1/jobs/" + encodeURIComponent(main.dataset.job) + "/events" : "/v1/events";
   source = new EventSource(url);
-  source.onopen = function () { poll(SAFETY_POLL_MS, "Live: event stream"); tick(); };
-  const onEvent = function () { soon(); };
+  source.onopen = function () { main.dataset.liveSource = "events"; poll(SAFETY_POLL_MS, "Live: event stream"); tick(); };
+  const onEvent = function () {
+    main.dataset.eventsSeen = String(Number(main.dataset.eventsSeen || 0) + 1);
+    soon();
+  };
   source.onmessage = onEvent;
   EVENT_TYPES.forEach(function (type) { source.addEventListener(type, onEvent); });
   source.onerror = function () {
-    // not served (404 before the events endpoint exists) or broken: poll; EventSource retries by itself
-    // unless it gave up (CLOSED)
-    poll(POLL_MS, "Live: polling every 2 s");
+    // not served (404 before the events endpoint exists: CLOSED, for good) or broken (EventSource reconnects by
+    // itself): poll meanwhile
+    const closed = !source || source.readyState === EventSource.CLOSED;
+    main.dataset.liveSource = "polling";
+    poll(POLL_MS, closed ? "Live: polling every 2 s" : "Live: polling every 2 s (event stream reconnecting)");
   };
 })();
