@@ -278,3 +278,21 @@ def test_a_page_follows_the_event_stream_when_the_api_serves_one(  # type: ignor
     assert len(reads) >= 2, reads  # read on open and after the event
     assert streams and streams[0] == f"{api.base_url}/v1/jobs/{job_id}/events"
     assert b.page.locator('[data-field="status"]').inner_text() in ("queued", "started", "finished")
+
+
+def test_console_pages_say_so_while_redis_is_away_and_serve_again_after(  # type: ignore[no-untyped-def]
+        console_api, redis_server) -> None:
+    api = console_api
+    with httpx.Client(base_url=api.base_url) as c:
+        page = c.get("/console/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        assert c.post("/console/login", data={"csrf": token, "api_key": TEST_KEY}).status_code == 303
+        assert c.get("/console/jobs").status_code == 200
+        redis_server.stop()
+        try:
+            away = c.get("/console/jobs")
+            assert away.status_code == 503 and away.headers["retry-after"] == "1"
+            assert "Redis is not reachable" in away.text and away.headers["content-type"].startswith("text/html")
+        finally:
+            redis_server.start()
+        wait_until(lambda: c.get("/console/jobs").status_code == 200, timeout=20, message="the console back")

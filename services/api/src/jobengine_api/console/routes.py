@@ -9,8 +9,10 @@ a POST form carrying the session's CSRF token; a page shows only the actions its
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
@@ -23,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from jobengine import keys
 from jobengine.jobdata import JOB_ID_PATTERN
+from jobengine.redis_conn import TRANSIENT_ERRORS
 
 from ..apikey import Principal
 from ..auth import DEV_PRINCIPAL
@@ -155,10 +158,28 @@ async def _run(request: Request, session: Session, call: Any, path: str, done: s
     return _back(path, done)
 
 
+def redis_outage_page(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """While Redis is unreachable a console request gets a page saying so (503 + Retry-After), as the API's
+    routes answer a problem document; the console serves again by itself when Redis is back."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(request, *args, **kwargs)
+        except TRANSIENT_ERRORS:
+            page = _error(request, None, 503, "Unavailable", "Redis is not reachable right now; this page will "
+                          "work again as soon as it is back. Try again in a moment.")
+            page.headers["Retry-After"] = "1"
+            return page
+
+    return wrapper
+
+
 # --- sign-in ---
 
 
 @router.get("/login")
+@redis_outage_page
 async def login_page(request: Request) -> Response:
     if _session(request) is not None:
         return RedirectResponse("/console", status_code=303)
@@ -169,6 +190,7 @@ async def login_page(request: Request) -> Response:
 
 
 @router.post("/login")
+@redis_outage_page
 async def login(request: Request) -> Response:
     sessions = _sessions(request)
     form = await _form(request)
@@ -191,6 +213,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
+@redis_outage_page
 async def logout(request: Request) -> Response:
     checked = await _action(request, None) if _session(request) else None
     if isinstance(checked, Response):
@@ -211,6 +234,7 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, max
 
 
 @router.get("")
+@redis_outage_page
 async def overview(request: Request) -> Response:
     session = _session(request)
     if session is None:
@@ -230,6 +254,7 @@ async def overview(request: Request) -> Response:
 
 
 @router.get("/jobs")
+@redis_outage_page
 async def jobs_page(request: Request) -> Response:
     session = _session(request)
     if session is None:
@@ -269,6 +294,7 @@ async def jobs_page(request: Request) -> Response:
 
 
 @router.get("/jobs/{job_id}")
+@redis_outage_page
 async def job_page(request: Request, job_id: str) -> Response:
     session = _session(request)
     if session is None:
@@ -295,6 +321,7 @@ async def _trace_id(ctx: ApiContext, job_id: str) -> str | None:
 
 
 @router.get("/failed")
+@redis_outage_page
 async def failed_page(request: Request) -> Response:
     session = _session(request)
     if session is None:
@@ -319,6 +346,7 @@ async def failed_page(request: Request) -> Response:
 
 
 @router.get("/workers")
+@redis_outage_page
 async def workers_page(request: Request) -> Response:
     session = _session(request)
     if session is None:
@@ -330,6 +358,7 @@ async def workers_page(request: Request) -> Response:
 
 
 @router.get("/schedules")
+@redis_outage_page
 async def schedules_page(request: Request) -> Response:
     session = _session(request)
     if session is None:
@@ -345,6 +374,7 @@ async def schedules_page(request: Request) -> Response:
 
 
 @router.post("/jobs/{job_id}/retry")
+@redis_outage_page
 async def retry_job(request: Request, job_id: str) -> Response:
     checked = await _action(request, "submit")
     if isinstance(checked, Response):
@@ -357,6 +387,7 @@ async def retry_job(request: Request, job_id: str) -> Response:
 
 
 @router.post("/jobs/{job_id}/cancel")
+@redis_outage_page
 async def cancel_job(request: Request, job_id: str) -> Response:
     checked = await _action(request, "submit")
     if isinstance(checked, Response):
@@ -369,6 +400,7 @@ async def cancel_job(request: Request, job_id: str) -> Response:
 
 
 @router.post("/failed/retry")
+@redis_outage_page
 async def bulk_retry(request: Request) -> Response:
     """POST /v1/operations {"action": "retry"} for the failed jobs of this key's tenant (and the page's filters)."""
     checked = await _action(request, "admin")
@@ -394,6 +426,7 @@ async def bulk_retry(request: Request) -> Response:
 
 
 @router.post("/queues/{name}/{verb}")
+@redis_outage_page
 async def queue_action(request: Request, name: str, verb: str) -> Response:
     checked = await _action(request, "admin")
     if isinstance(checked, Response):
@@ -412,6 +445,7 @@ async def queue_action(request: Request, name: str, verb: str) -> Response:
 
 
 @router.post("/schedules/{name}/{verb}")
+@redis_outage_page
 async def schedule_action(request: Request, name: str, verb: str) -> Response:
     checked = await _action(request, "submit")
     if isinstance(checked, Response):
