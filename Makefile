@@ -36,7 +36,7 @@ run: venv ## Run API (127.0.0.1:8000) + one worker + Redis (embedded unless REDI
 
 ##@ Tests
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the tests use (redis-server, prometheus) when missing
+system-deps: ## Install the Debian packages the tests use (redis-server, chromium, prometheus) when missing
 	@bash scripts/install-system-deps.sh
 
 .PHONY: test

@@ -35,6 +35,7 @@ WORKERS_SET = "rq:workers"
 JOB_INDEX = "jobengine:index"  # stream of {id: job_id} in submit order, for listing with a cursor
 DONE_CHANNEL_PREFIX = PREFIXES["done"]  # publish when a job reaches a terminal state
 APIKEY_REVOKED = "jobengine:apikey:revoked"  # set of API key ids refused by every API process
+CONSOLE_SECRET = "jobengine:console:secret"  # the console's signing key when JOBENGINE_CONSOLE_SECRET is unset
 TENANT_FIELD = "jobengine_tenant"  # job hash field: the tenant that submitted the job (absent: none)
 
 

@@ -134,6 +134,19 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the API re-reads the key file and the revocation set in Redis."
     )
 
+    # Web console (docs/security.md, "Web console"): /console, off unless enabled
+    console: bool = Field(
+        False, description="Serve the web console at /console (sign-in with an API key; make run and the chart's "
+        "console.enabled turn it on)."
+    )
+    console_session_seconds: int = Field(
+        28_800, ge=60, le=7 * 86_400, description="How long a console sign-in lasts (the session cookie's life)."
+    )
+    console_secret: str | None = Field(
+        None, min_length=32, description="Key that signs console session cookies and CSRF tokens; unset: a random "
+        "one kept in Redis, shared by every API process (a new one signs everybody out)."
+    )
+
     # Schedules (docs/guarantees.md, "Schedules"): the firing loop runs in every API process
     scheduler: bool = Field(
         True, description="Run the schedules' firing loop in this API process (every process may: each tick is "

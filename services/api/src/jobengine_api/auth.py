@@ -52,7 +52,8 @@ def forbidden(scope: str) -> Problem:
 
 
 class AuthMiddleware:
-    """401 before routing for any /v1 request without a valid key: no handler, no body read, no Redis.
+    """401 before routing for any /v1 request without a valid key: no handler, no body read, no Redis. A GET or
+    HEAD without a key header may instead carry a signed-in web console session (console_reader).
 
     Sets scope["state"]["principal"] (request.state.principal). keyring None: authentication is off
     (development mode) and every request acts as DEV_PRINCIPAL.
@@ -71,7 +72,13 @@ class AuthMiddleware:
         else:
             token = token_from_headers(scope["headers"])
             if token is None:
-                await self._reject(scope, send, "An API key is required: Authorization: Bearer <key_id>.<secret>.")
+                principal = console_reader(scope)
+                if principal is None:
+                    await self._reject(scope, send,
+                                       "An API key is required: Authorization: Bearer <key_id>.<secret>.")
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+                await self.app(scope, receive, send)
                 return
             principal = self.keyring.authenticate(token)
             if principal is None:
@@ -84,6 +91,22 @@ class AuthMiddleware:
     async def _reject(scope: Scope, send: Send, detail: str) -> None:
         response = unauthorized(detail).response(scope.get("path", ""))
         await response(scope, _disconnected, send)
+
+
+def console_reader(scope: Scope) -> Principal | None:
+    """A signed-in console session reads the JSON API it polls (GET and HEAD only: every change goes through
+    the console's CSRF-checked forms). Only when the console is on (its lifespan sets app.state.console_sessions);
+    the session's principal is its API key's, so the reads are scoped exactly as the key's own."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return None
+    app = scope.get("app")
+    sessions = getattr(app.state, "console_sessions", None) if app is not None else None
+    if sessions is None:
+        return None
+    from .console.sessions import cookie_value  # (the console is optional: imported only when it is on)
+
+    session = sessions.check(cookie_value(scope["headers"]))
+    return session.principal if session is not None else None
 
 
 async def _disconnected() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from jobengine.schedules import declared
 from jobengine.schedules.store import ScheduleStore
 from jobengine.settings import Settings, get_settings
 
-from . import bodies, problems
+from . import bodies, docs_assets, problems
 from .apikey import SCOPES
 from .auth import AuthMiddleware, keyring_from_settings
 from .deps import ApiContext
@@ -82,6 +83,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                            lambda: health.refresh_gauges(ctx),
                                            settings.http_header_timeout_seconds, settings.http_body_timeout_seconds)
             await metrics_server.start()
+        console_key = None
+        if settings.console:  # the signer: the configured secret, or the one every process shares in Redis
+            from .console.sessions import Sessions
+
+            sessions = app.state.console_sessions = Sessions(None, keyring, settings.console_session_seconds)
+            console_key = asyncio.create_task(sessions.load(settings.console_secret, client))
         refresher = None
         if keyring is not None:  # the key file and the revocation set in Redis, re-read in the background
             refresher = KeyRefresher(keyring, settings.api_keys_file, client, settings.auth_refresh_seconds)
@@ -107,6 +114,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         try:
             yield
         finally:
+            if console_key is not None:
+                console_key.cancel()
             if firing is not None:
                 await firing.stop()
             if metrics_server is not None:
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             await client.aclose()
 
     app = FastAPI(title="jobengine", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # docs_assets.py serves them with local assets
                   default_response_class=JSONResponse,
                   redirect_slashes=False,  # a redirect would echo the Host header; an unknown path is a 404 problem
                   # FastAPI's native OTel: the request span only. Our Prometheus middleware owns HTTP
@@ -133,6 +143,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     for router in (jobs.router, job_types.router, queues.router, workers.router, operations_routes.router,
                    schedules.router, keys.router, health.router):
         app.include_router(router)
+    docs_assets.install(app)
+    if settings.console:
+        from . import console
+
+        console.install(app)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
     app.add_middleware(HotRoute, fastapi_app=app, route=jobs.submit_route())
