@@ -21,7 +21,11 @@ AXE_VERSION = "4.14.1"
 AXE_PREFIX = ROOT / ".tools" / "axe"  # ignored (.tools/): npm installs into it at test time
 READ_KEY = "console-reader.reader-secret-0123456789abcdef0123456789abcdef"
 OTHER_KEY = "console-other.other-secret-0123456789abcdef0123456789abcdef"
-SCREENSHOTS = ROOT / "docs" / "img"
+# The pages' screenshots: docs/img (the README's) when JOBENGINE_UPDATE_SCREENSHOTS=1, else .run/screenshots,
+# so a test run leaves the work tree as it found it
+SCREENSHOTS = (ROOT / "docs" / "img" if os.environ.get("JOBENGINE_UPDATE_SCREENSHOTS") == "1"
+               else ROOT / ".run" / "screenshots")
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 AXE_PATH = "/__test/axe.min.js"  # answered by the test's route, never by the API
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 

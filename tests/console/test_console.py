@@ -2,7 +2,7 @@
 signs in, finds a failed job, retries it and watches it finish without a reload, pauses and resumes a queue,
 pauses and triggers a schedule; a read-only key sees no action and its forged POSTs get 403; an action
 without its CSRF token is refused; axe-core finds no serious or critical violation on any page; /docs and
-/redoc render with nothing fetched off loopback. Screenshots of each page go to docs/img/console-*.png."""
+/redoc render with nothing fetched off loopback. Screenshots of each page go to .run/screenshots (docs/img/console-*.png with JOBENGINE_UPDATE_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
