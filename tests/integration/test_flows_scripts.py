@@ -151,3 +151,45 @@ def test_a_flow_counts_its_end_once(r) -> None:  # type: ignore[no-untyped-def]
     assert r.hget(keys.flow(f), "state") == b"succeeded"
     assert r.hget(keys.FLOW_OUTCOMES, "succeeded") == b"1"
     assert r.ttl(keys.flow(f)) > 0
+
+
+def requeue(s: Scripts, job_id: str) -> tuple[str, str]:
+    return scripts.parse_change(s.requeue(args=scripts.requeue_args(job_id=job_id, stamp=utcnow_str(), owner="",
+                                                                    token=new_job_id())))
+
+
+def test_retry_revives_and_rechecks(r) -> None:  # type: ignore[no-untyped-def]
+    """A retried dependency revives the dependent its failure ended; the dependent counts its other
+    dependencies as they ended meanwhile (an expired one: failed, so it never waits forever); a dependent
+    retried while a required dependency is failed ends again at once."""
+    s = Scripts.register(r)
+    r.delete(keys.queue(Q))
+    a, c, b = new_job_id(), new_job_id(), new_job_id()
+    write(s, [node(a)])
+    write(s, [node(c)])
+    write(s, [node(b, [(a, "success"), (c, "success")])])
+    claim(s, "r1")
+    complete(s, a, "r1", "failed")
+    assert status(r, b) == "failed" and r.hget(keys.job(b), "jobengine_ended_by") == a.encode()
+    complete(s, c, "r1")  # ends while b is ended: b's edge to c stays pending
+    assert requeue(s, a) == ("queued", "queued")
+    assert status(r, b) == "deferred"  # revived; c counted as finished
+    assert r.hget(keys.job(b), "jobengine_pending") == b"1"
+    assert r.zscore(f"rq:failed:{Q}", b) is None and r.ttl(keys.job(b)) == -1
+    # b retried by hand while its required dependency a is failed: it ends again at once
+    claim(s, "r2")
+    complete(s, a, "r2", "failed")
+    assert status(r, b) == "failed"
+    r.delete(keys.queue(Q))
+    assert requeue(s, b) == ("queued", "queued")
+    assert status(r, b) == "failed"
+    assert requeue(s, a) == ("queued", "queued")  # a retried (not yet ended): b waits for it, deferred
+    assert status(r, b) == "deferred" and r.llen(keys.queue(Q)) == 1  # only a is queued
+    # c expires; b failed again by a, then a retried: b's edge to c is unknown -> failed, not a hang
+    claim(s, "r3")
+    complete(s, a, "r3", "failed")
+    r.delete(keys.job(c))
+    r.delete(keys.queue(Q))
+    r.hset(keys.pending(b), c, "success")  # (as if c had ended while b was ended)
+    assert requeue(s, a) == ("queued", "queued")
+    assert status(r, b) == "failed" and r.hget(keys.job(b), "jobengine_ended_by") == c.encode()

@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             components.update(submissions.openapi_components(settings.max_batch_size))
             components.update(schedules.openapi_components(catalog.names()))
             components.update(bodies.openapi_components())
-            components.update(flows_routes.openapi_components())
+            components.update(flows_routes.openapi_components(components))
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema

@@ -17,6 +17,7 @@ local releasing = nil  -- the work list of the release running (end_job re-enter
 -- A node of a flow ended (status) or left its end (delta -1): the flow's counts, and its end when it was the
 -- last node (flows by outcome: K.flow_outcomes).
 local function flow_count(fk, status, delta)
+  if redis.call('EXISTS', fk) == 0 then return end  -- the flow ended and expired: nothing to count
   local ended = redis.call('HINCRBY', fk, 'ended', delta)
   redis.call('HINCRBY', fk, 'n_' .. status, delta)
   if delta < 0 then
@@ -133,7 +134,9 @@ end
 
 -- Whether each pending dependency of the deferred job `child` (but `except`) is met by now: one that ended
 -- while `child` was ended (it was not deferred then) is met now, or ends it again when it failed and is
--- required. Returns false when that ended it again.
+-- required. One whose hash is gone ended and expired (a job's hash only expires once ended), how is unknown:
+-- met for an `any` edge, failed for a required one (never run on an outcome nobody can read; never wait
+-- forever either). Returns false when that ended it again.
 local function recheck(ended, child, except, stamp)
   local pk = K.pending .. child
   local pend = redis.call('HGETALL', pk)
@@ -141,7 +144,7 @@ local function recheck(ended, child, except, stamp)
   for j = 1, #pend, 2 do
     local dep, on = pend[j], pend[j + 1]
     if dep ~= except then
-      local st = redis.call('HGET', K.job .. dep, 'status')
+      local st = redis.call('HGET', K.job .. dep, 'status') or 'failed'
       if st == 'finished' or ((st == 'failed' or st == 'canceled' or st == 'stopped') and on == 'any') then
         redis.call('HDEL', pk, dep)
       elseif st == 'failed' or st == 'canceled' or st == 'stopped' then

@@ -3,6 +3,7 @@ with each node's state, cancel it. Retry a failed node with POST /v1/jobs/{id}/r
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -209,18 +210,29 @@ async def cancel_flow_post(flow_id: FlowId, ctx: ContextDep, principal: SubmitPr
     return await _cancel(flow_id, ctx, principal)
 
 
-def openapi_components() -> dict[str, Any]:
-    """FlowSubmission: nodes, each a job submission (JobSubmission) plus its name and edges."""
+def openapi_components(components: dict[str, Any]) -> dict[str, Any]:
+    """FlowSubmission: nodes, each one job type's submission schema (as in JobSubmission) with its name in the
+    flow, its edges (names of nodes) and on_dependency_failure in place of depends_on's job ids."""
+    ref = "#/components/schemas/"
     edge = {"oneOf": [{"type": "string", "pattern": FLOW_NAME_REGEX},
                       {"type": "object", "required": ["name"], "additionalProperties": False,
                        "properties": {"name": {"type": "string", "pattern": FLOW_NAME_REGEX},
                                       "on": {"type": "string", "enum": ["success", "any"], "default": "success"}}}]}
-    node = {"allOf": [{"$ref": "#/components/schemas/JobSubmission"}, {
-        "type": "object", "required": ["name"],
-        "properties": {"name": {"type": "string", "pattern": FLOW_NAME_REGEX, "description": "Unique in the flow."},
-                       "depends_on": {"type": "array", "items": edge,
-                                      "description": "Nodes of this flow this one waits for."},
-                       "on_dependency_failure": {"type": "string", "enum": ["fail", "cancel"], "default": "fail"}}}]}
-    return {"FlowNode": node, "FlowSubmission": {
+    out: dict[str, Any] = {}
+    mapping = {}
+    for type_name, target in components["JobSubmission"].get("discriminator", {}).get("mapping", {}).items():
+        model = target.rsplit("/", 1)[-1]
+        node = copy.deepcopy(components[model])
+        node["title"] = f"{model}FlowNode"
+        node["properties"]["name"] = {"type": "string", "pattern": FLOW_NAME_REGEX, "description": "Unique in the flow."}
+        node["properties"]["depends_on"] = {"type": "array", "items": edge, "minItems": 1,
+                                            "description": "Nodes of this flow this one waits for."}
+        node["required"] = sorted({*node.get("required", []), "name"})
+        out[f"{model}FlowNode"] = node
+        mapping[type_name] = f"{ref}{model}FlowNode"
+    out["FlowNode"] = {"oneOf": [{"$ref": r} for r in mapping.values()],
+                       "discriminator": {"propertyName": "type", "mapping": mapping}}
+    out["FlowSubmission"] = {
         "type": "object", "title": "FlowSubmission", "required": ["nodes"], "additionalProperties": False,
-        "properties": {"nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/FlowNode"}}}}}
+        "properties": {"nodes": {"type": "array", "minItems": 1, "items": {"$ref": f"{ref}FlowNode"}}}}
+    return out

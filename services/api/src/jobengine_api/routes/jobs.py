@@ -40,7 +40,7 @@ WAIT_POLL_SECONDS = 1.0  # safety net under pub/sub: a lost message delays an an
 PROBLEM_DESCRIPTIONS = {
     401: "No API key, or an unknown, wrong or revoked one (WWW-Authenticate: Bearer).",
     403: "The API key lacks the scope this operation needs.",
-    404: "No such job for this tenant (it may have expired).",
+    404: "No such job for this tenant (it may have expired); on submit: a job named in depends_on.",
     409: "Conflict with the job's state or an earlier request.",
     413: "The body or a job's payload is too large.",
     415: "The body is not declared JSON (Content-Type application/json or application/<x>+json).",
@@ -206,7 +206,7 @@ def _out_of_memory(jobs: int) -> Problem:
     summary="Submit a job",
     responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
                200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
-               **problems(409, 413, 415, 429), **PROBLEMS},
+               **problems(404, 409, 413, 415, 429), **PROBLEMS},
 )
 async def submit_job(request: Request) -> Response:
     # The hot path: no FastAPI dependencies or header parameters (solving them costs more than the
