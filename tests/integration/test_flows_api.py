@@ -197,3 +197,25 @@ def test_cancel_and_retry_of_a_flow(api, worker, redis_url) -> None:  # type: ig
     f = flow_ended(api, sent["id"])
     assert f["state"] == "canceled"
     assert {n["status"] for n in f["nodes"]} == {"canceled"}
+
+
+def test_a_dependency_recovered_as_failed_after_sigkill_ends_its_dependent(api, start_worker, redis_url
+                                                                            ) -> None:  # type: ignore[no-untyped-def]
+    """The worker running a dependency is SIGKILLed; past JOBENGINE_MAX_RECOVERIES the recovery fails it (the
+    recover script, through end_job): its dependent ends by its policy, its `any` dependent runs."""
+    import os
+    import signal
+
+    doomed = start_worker(JOBENGINE_MAX_RECOVERIES="0")
+    sent = post(api, "/v1/flows", {"nodes": [
+        {"name": "held", "type": "gated", "payload": {"redis_url": redis_url}},
+        leaf("after", deps=["held"], on_dependency_failure="cancel"),
+        {"name": "anyway", "type": "fan_in", "payload": {}, "depends_on": [{"name": "held", "on": "any"}]}]})
+    held = node(sent, "held")["id"]
+    wait_until(lambda: job(api, held)["status"] == "started", message="the gated node to start")
+    os.killpg(doomed.pid, signal.SIGKILL)
+    start_worker(JOBENGINE_MAX_RECOVERIES="0")
+    f = flow_ended(api, sent["id"])
+    assert {n["name"]: n["status"] for n in f["nodes"]} == {"held": "failed", "after": "canceled",
+                                                            "anyway": "finished"}
+    assert f["state"] == "failed"
