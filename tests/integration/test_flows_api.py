@@ -219,3 +219,16 @@ def test_a_dependency_recovered_as_failed_after_sigkill_ends_its_dependent(api, 
     assert {n["name"]: n["status"] for n in f["nodes"]} == {"held": "failed", "after": "canceled",
                                                             "anyway": "finished"}
     assert f["state"] == "failed"
+
+
+def test_flow_idempotency_key(api, r) -> None:  # type: ignore[no-untyped-def]
+    body = {"nodes": [leaf("a"), leaf("b", deps=["a"])]}
+    first = api.client.post("/v1/flows", json=body, headers={"Idempotency-Key": "flow-1"})
+    assert first.status_code == 202
+    again = api.client.post("/v1/flows", json=body, headers={"Idempotency-Key": "flow-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert [n["id"] for n in again.json()["nodes"]] == [n["id"] for n in first.json()["nodes"]]
+    assert len(r.keys("jobengine:flow:*")) == 1
+    other = api.client.post("/v1/flows", json={"nodes": [leaf("x")]}, headers={"Idempotency-Key": "flow-1"})
+    assert other.status_code == 409

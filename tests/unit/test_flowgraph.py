@@ -63,4 +63,5 @@ def test_flow_args_layout() -> None:
     from jobengine import scripts
     args = scripts.flow_args(flow_id="f", tenant="t", stamp="s", now=1.0, flow_fields=["k", "v"], counter="",
                              quota=0, nodes=[scripts.FlowNodeArgs(["K1"], ["id1", 0], [("d", "any")], "cancel")])
-    assert args == ["f", "t", "s", 1.0, 2, "k", "v", "", 0, 1, 1, 2, 1, "cancel", "K1", "id1", 0, "d", "any"]
+    assert args == ["f", "t", "s", 1.0, 2, "k", "v", "", 0, "", 0, "", 1, 1, 2, 1, "cancel", "K1", "id1", 0, "d",
+                    "any"]

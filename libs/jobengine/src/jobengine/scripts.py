@@ -303,7 +303,7 @@ def set_enqueue_idempotency(job_keys: list[str], job_args: list[Any], key: str, 
 # ----- workflows: flow.lua (POST /v1/flows, and POST /v1/jobs with depends_on) -----
 
 DEFERRED_SCORE = 9_999_999_999  # a deferred job's score in rq:deferred:<queue> (as _dependents.lua's)
-FLOW_WRITTEN, FLOW_QUOTA, FLOW_MISSING = 1, 4, 5
+FLOW_WRITTEN, FLOW_QUOTA, FLOW_MISSING, FLOW_REPEAT = 1, 4, 5, 6
 
 
 class FlowNodeArgs(NamedTuple):
@@ -318,10 +318,13 @@ class FlowNodeArgs(NamedTuple):
 
 
 def flow_args(*, flow_id: str, tenant: str, stamp: str, now: float, flow_fields: Sequence[Any], counter: str,
-              quota: int, nodes: Iterable[FlowNodeArgs]) -> list[Any]:
-    """ARGV of flow.lua (see the script). flow_id '' writes one job (nodes: one)."""
+              quota: int, nodes: Iterable[FlowNodeArgs], idempotency: str = "", idempotency_ttl: int = 0,
+              fingerprint: str = "") -> list[Any]:
+    """ARGV of flow.lua (see the script). flow_id '' writes one job (nodes: one); idempotency: a flow's key
+    (keys.idempotency of the flow namespace), bound to `fingerprint` for idempotency_ttl seconds."""
     nodes = list(nodes)
-    args: list[Any] = [flow_id, tenant, stamp, now, len(flow_fields), *flow_fields, counter, quota, len(nodes)]
+    args: list[Any] = [flow_id, tenant, stamp, now, len(flow_fields), *flow_fields, counter, quota, idempotency,
+                       idempotency_ttl, fingerprint, len(nodes)]
     for node in nodes:
         args += [len(node.keys), len(node.args), len(node.depends_on), node.on_failure, *node.keys, *node.args]
         for dep, on in node.depends_on:
@@ -331,6 +334,7 @@ def flow_args(*, flow_id: str, tenant: str, stamp: str, now: float, flow_fields:
 
 class FlowReply(NamedTuple):
     """flow.lua's answer: code FLOW_WRITTEN (id: the flow's or the job's, statuses: each node's RQ status),
+    FLOW_REPEAT (id: the flow its idempotency key names, statuses: (that request's fingerprint,)),
     FLOW_MISSING (id: the dependency that does not exist for this tenant), FLOW_QUOTA (number: jobs held), or
     for one job enqueue.lua's other answers (enqueue: parsed as parse_enqueue)."""
 
@@ -347,6 +351,8 @@ def parse_flow(reply: list[Any]) -> FlowReply:
         return FlowReply(code, _text(reply[1]), tuple(_text(s) for s in reply[2:]))
     if code == FLOW_MISSING:
         return FlowReply(code, _text(reply[1]))
+    if code == FLOW_REPEAT:
+        return FlowReply(code, _text(reply[1]), (_text(reply[2]),))
     if code == FLOW_QUOTA and len(reply) == 2:
         return FlowReply(code, number=int(reply[1]), enqueue=parse_enqueue(reply))
     return FlowReply(code, enqueue=parse_enqueue(reply))

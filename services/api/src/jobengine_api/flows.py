@@ -35,11 +35,14 @@ def without_limits(job: PreparedJob) -> PreparedJob:
 
 
 async def write(store: JobStore, *, flow_id: str, tenant: str, nodes: list[scripts.FlowNodeArgs],
-                flow_fields: list[Any], counter: str = "", quota: int = 0) -> scripts.FlowReply:
+                flow_fields: list[Any], counter: str = "", quota: int = 0, idempotency_key: str = "",
+                fingerprint: str = "") -> scripts.FlowReply:
     now = time.time()
+    idem = keys.idempotency(f"flow:{idempotency_key}", tenant) if idempotency_key else ""
     args = scripts.flow_args(flow_id=flow_id, tenant=tenant if not store.see_all else "",
                              stamp=utcformat(datetime.fromtimestamp(now, timezone.utc)), now=now,
-                             flow_fields=flow_fields, counter=counter, quota=quota, nodes=nodes)
+                             flow_fields=flow_fields, counter=counter, quota=quota, nodes=nodes, idempotency=idem,
+                             idempotency_ttl=store.settings.idempotency_ttl_seconds, fingerprint=fingerprint)
     return scripts.parse_flow(await store.scripts.flow(keys=[], args=args))
 
 

@@ -7,12 +7,13 @@
 -- ARGV[1] flow id ('' for one job)  ARGV[2] tenant ('' checks nothing)  ARGV[3] now (RQ timestamp)
 -- ARGV[4] now (epoch s)  ARGV[5] NF, then NF values: the flow hash's fields (field, value, ...)
 -- then: the tenant's backlog counter ('' none), its quota (a flow is checked whole: its nodes pass no
--- limits of their own), N nodes, and per node: nk, na, nd, on_dependency_failure (fail | cancel), nk enqueue
+-- limits of their own), the flow's idempotency key ('' none), its TTL, the request's fingerprint, N nodes, and per node: nk, na, nd, on_dependency_failure (fail | cancel), nk enqueue
 -- KEYS, na enqueue ARGV (enqueue.lua's: ARGV[1] is the job id), nd pairs (dependency id, success | any)
 -- Returns {1, id (flow or job), status of each node...} when written (a repeat of a written call answers the
 -- same, statuses as they are now), {5, dependency id} when a dependency outside the request does not exist
 -- or is another tenant's (nothing written), {4, jobs held} at the tenant's quota, or enqueue.lua's answer
--- for one job (an idempotent repeat, a refusal: nothing written). (scripts.py: flow_args, parse_flow)
+-- for one job (an idempotent repeat, a refusal: nothing written); {6, flow id, fingerprint} when the flow's
+-- idempotency key names a flow written already (nothing written). (scripts.py: flow_args, parse_flow)
 --!include _uncount
 --!include _notify
 --!include _end
@@ -32,6 +33,7 @@ end
 local flow_id, tenant, stamp, now = one(), one(), one(), one()
 local ffields = take(tonumber(one()))
 local counter, quota = one(), tonumber(one())
+local idem, idem_ttl, fingerprint = one(), one(), one()
 local n = tonumber(one())
 local nodes, ours = {}, {}
 for k = 1, n do
@@ -53,6 +55,14 @@ end
 if flow_id ~= '' and redis.call('EXISTS', fk) == 1 then return statuses(flow_id) end
 if flow_id == '' and redis.call('EXISTS', nodes[1].keys[1]) == 1 then return statuses(nodes[1].args[1]) end
 
+if idem ~= '' then
+  local existing = redis.call('GET', idem)
+  if existing then
+    local sep = string.find(existing, ' ', 1, true)
+    return {6, string.sub(existing, 1, sep - 1), string.sub(existing, sep + 1)}
+  end
+end
+
 -- checks: nothing is written yet
 for _, node in ipairs(nodes) do
   for j = 1, #node.deps, 2 do
@@ -68,6 +78,7 @@ if flow_id ~= '' and counter ~= '' and quota > 0 then
   if held + n > quota then return {4, held} end
 end
 
+if idem ~= '' then redis.call('SET', idem, flow_id .. ' ' .. fingerprint, 'EX', idem_ttl) end
 if flow_id ~= '' then
   redis.call('HSET', fk, 'nodes', n, 'ended', 0, 'state', 'running', unpack(ffields))
 end

@@ -4,6 +4,7 @@ with each node's state, cancel it. Retry a failed node with POST /v1/jobs/{id}/r
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -22,11 +23,11 @@ from .. import flows
 from ..apikey import Principal
 from ..deps import ApiContext, ContextDep, ReadPrincipal, SubmitPrincipal
 from ..flowgraph import FlowError, Limits, order
-from ..models import FLOW_NAME_REGEX
+from ..models import FLOW_NAME_REGEX, IDEMPOTENCY_KEY_MAX
 from ..problems import Problem, invalid, not_found, redis_full
 from ..responses import JSONResponse
 from ..store import prepare_job
-from .jobs import PROBLEMS, _json_body, _memory_guard, _validation_problem, problems, queue_paused, unknown_queue
+from .jobs import IDEMPOTENCY_HEADER, PROBLEMS, _json_body, _memory_guard, _validation_problem, problems, queue_paused, unknown_queue
 
 router = APIRouter(prefix="/v1", tags=["flows"])
 
@@ -112,10 +113,15 @@ def _node_problem(problem: Problem, i: int) -> Problem:
                 "cancel). All nodes are written by one script, or none (422 naming `nodes.<index>.<field>`). "
                 "Limits: JOBENGINE_FLOW_MAX_NODES, _MAX_EDGES, _MAX_DEPTH; cycles are refused.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/FlowSubmission"}}}}},
-    responses={202: {"description": "Accepted; Location names the flow."}, **problems(413, 415, 429), **PROBLEMS},
+        "schema": {"$ref": "#/components/schemas/FlowSubmission"}}}}, "parameters": [IDEMPOTENCY_HEADER]},
+    responses={202: {"description": "Accepted; Location names the flow."},
+               200: {"description": "Idempotent replay: the flow of an earlier request."},
+               **problems(409, 413, 415, 429), **PROBLEMS},
 )
 async def submit_flow(request: Request, ctx: ContextDep, principal: SubmitPrincipal) -> Response:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
+        raise invalid([{"field": "Idempotency-Key", "message": f"1 to {IDEMPOTENCY_KEY_MAX} characters"}])
     doc, body = await _json_body(request, request.headers.get("content-type"))
     subs, names, edges, policies = parse_nodes(ctx, doc)
     s = ctx.settings
@@ -124,11 +130,13 @@ async def submit_flow(request: Request, ctx: ContextDep, principal: SubmitPrinci
                      Limits(s.flow_max_nodes, s.flow_max_edges, s.flow_max_depth))
     except FlowError as exc:
         raise _problem([{"field": exc.field, "message": exc.message}]) from None
-    return await _write(ctx, principal, subs, names, edges, policies, topo)
+    fp = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest() if key else ""
+    return await _write(ctx, principal, subs, names, edges, policies, topo, key or "", fp)
 
 
 async def _write(ctx: ApiContext, principal: Principal, subs: list[Any], names: list[str],
-                 edges: list[list[tuple[str, str]]], policies: list[str], topo: list[int]) -> Response:
+                 edges: list[list[tuple[str, str]]], policies: list[str], topo: list[int], key: str, fp: str
+                 ) -> Response:
     tenant = principal.tenant
     ids = new_job_ids(len(subs))
     by_name = dict(zip(names, ids, strict=True))
@@ -158,7 +166,8 @@ async def _write(ctx: ApiContext, principal: Principal, subs: list[Any], names: 
                   "ttl", ctx.settings.flow_ttl_seconds]
         try:
             reply = await flows.write(ctx.store, flow_id=flow_id, tenant=tenant, nodes=nodes, flow_fields=fields,
-                                      counter=keys.tenant_backlog(tenant) if quota else "", quota=quota)
+                                      counter=keys.tenant_backlog(tenant) if quota else "", quota=quota,
+                                      idempotency_key=key, fingerprint=fp)
         except OutOfMemoryError:
             JOBS_REJECTED.labels("redis_oom").inc(len(subs))
             raise redis_full() from None
@@ -166,6 +175,16 @@ async def _write(ctx: ApiContext, principal: Principal, subs: list[Any], names: 
         JOBS_REJECTED.labels("tenant_quota").inc(len(subs))
         raise Problem(429, "tenant-quota", f"The flow's {len(subs)} jobs would exceed the tenant's quota of jobs not "
                       "yet ended; retry later.", headers={"Retry-After": str(ctx.settings.backlog_retry_after_seconds)})
+    if reply.code == scripts.FLOW_REPEAT:
+        if reply.statuses[0] != fp:
+            JOBS_REJECTED.labels("idempotency_conflict").inc()
+            raise Problem(409, "idempotency-conflict", f"Idempotency-Key {key!r} was used with a different request "
+                          "body.")
+        location = f"/v1/flows/{reply.id}"
+        seen = await flows.read(ctx.store, reply.id, tenant)
+        body = {"id": reply.id, "state": seen["state"] if seen else "expired", "location": location,
+                "nodes": [{"name": n["name"], "id": n["id"], "status": n["status"]} for n in (seen or {}).get("nodes", [])]}
+        return JSONResponse(body, status_code=200, headers={"Location": location, "Idempotent-Replayed": "true"})
     if reply.code != scripts.FLOW_WRITTEN:
         raise Problem(500, "flow-not-written", f"unexpected answer {reply.code}")
     status = dict(zip((n[1] for n in graph), reply.statuses, strict=True))
