@@ -188,7 +188,7 @@ def init_worker_series(queues: Iterable[str], job_types: Iterable[tuple[str, str
             for outcome in OUTCOMES:
                 JOBS_FINISHED.labels(queue, job_type, outcome)
             if queue == default_queue:
-                for histogram in (JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS):
+                for histogram in (JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS, JOB_DEFERRED_SECONDS):
                     histogram.labels(queue, job_type)
 
 
