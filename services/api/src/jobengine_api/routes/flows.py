@@ -147,6 +147,7 @@ async def _write(ctx: ApiContext, principal: Principal, subs: list[Any], names: 
     graph = []
     with tracing.enqueue_span(len(subs)) as span:  # every job carries this span's context: the flow's trace
         if getattr(span, "span", None) is not None:
+            span.span.update_name("enqueue flow")
             span.span.set_attributes({"jobengine.flow.id": flow_id, "jobengine.flow.nodes": len(subs)})
         for i in topo:
             sub = subs[i]
