@@ -117,11 +117,16 @@ def test_every_ending_script_releases(r) -> None:  # type: ignore[no-untyped-def
     assert status(r, deps[crashed]) == "failed"
     assert status(r, deps[recovered]) == "failed"
     assert status(r, deps[canceled]) == "canceled"
+    # the edges live as long as their job: gone once it is queued, expiring with it once it ended
+    assert not r.exists(keys.dependencies(deps[ok]), keys.pending(deps[ok]))
+    for j in (failed, crashed, recovered, canceled):
+        assert r.ttl(keys.pending(deps[j])) > 0 and r.ttl(keys.dependencies(deps[j])) > 0
     # `any` edges: met by every end; one still waits
     assert status(r, anyway) == "deferred" and r.hget(keys.job(anyway), "jobengine_pending") == b"1"
     assert scripts.parse_change(s.cancel(args=scripts.cancel_args(
         job_id=anyway, now=time.time(), stamp=utcnow_str(), message="", owner="", token="t2")))[0] == "canceled"
     assert r.zcard(keys.deferred_registry(Q)) == 0
+    assert r.ttl(keys.pending(anyway)) > 0 and r.ttl(keys.dependencies(anyway)) > 0
 
 
 def test_a_job_without_dependents_is_untouched(r) -> None:  # type: ignore[no-untyped-def]
@@ -176,6 +181,7 @@ def test_retry_revives_and_rechecks(r) -> None:  # type: ignore[no-untyped-def]
     assert status(r, b) == "deferred"  # revived; c counted as finished
     assert r.hget(keys.job(b), "jobengine_pending") == b"1"
     assert r.zscore(f"rq:failed:{Q}", b) is None and r.ttl(keys.job(b)) == -1
+    assert r.ttl(keys.pending(b)) == -1 and r.ttl(keys.dependencies(b)) == -1  # waiting again: kept
     # b retried by hand while its required dependency a is failed: it ends again at once
     claim(s, "r2")
     complete(s, a, "r2", "failed")

@@ -9,6 +9,7 @@ local function cancel_waiting(ended, jk, id, q, st, stamp, message, ttl, op, unl
     if unlist then redis.call('LREM', K.queue .. q, 0, id) end
   elseif st == 'deferred' then
     redis.call('ZREM', K.deferred .. q, id)
+    keep_edges(id, ttl or '604800')
   else
     redis.call('ZREM', K.scheduled .. q, id)
   end

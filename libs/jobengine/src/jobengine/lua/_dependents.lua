@@ -37,6 +37,19 @@ local function flow_count(fk, status, delta)
   redis.call('PUBLISH', K.done .. fk, outcome)
 end
 
+-- The edges of a deferred job (its pending hash and RQ's dependencies set) live as long as it: kept while it
+-- waits, expired with it once it ends by a dependency or a cancel (ttl), dropped once it is queued.
+local function keep_edges(child, ttl)
+  local pk, dk = K.pending .. child, K.job .. child .. ':dependencies'
+  if ttl then
+    redis.call('EXPIRE', pk, ttl)
+    redis.call('EXPIRE', dk, ttl)
+  else
+    redis.call('PERSIST', pk)
+    redis.call('PERSIST', dk)
+  end
+end
+
 local function is_flow(member)
   return string.sub(member, 1, #K.flow) == K.flow
 end
@@ -44,6 +57,7 @@ end
 -- A deferred job whose dependencies are all met goes to its queue.
 local function make_ready(id, jk, q, stamp)
   redis.call('ZREM', K.deferred .. q, id)
+  redis.call('DEL', K.job .. id .. ':dependencies')  -- all met (the dependency_ids field keeps the list)
   redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', stamp, 'jobengine_pending', '0')
   redis.call('RPUSH', K.queue .. q, id)
   notify(q)
@@ -70,6 +84,7 @@ local function settle(ended, dep, status, child, stamp)
     redis.call('ZREM', K.deferred .. f[2], child)
     redis.call('HSET', ck, 'jobengine_ended_by', dep)
     end_job(ended, ck, child, f[2], to, stamp, '', '', '', K.dependency_failed, f[4] or '604800', nil)
+    keep_edges(child, f[4] or '604800')
   end
 end
 
@@ -200,6 +215,7 @@ local function revive_dependents(ended, id, stamp)
             redis.call('HSET', ck, 'jobengine_backlog', counter)
           end
           redis.call('ZADD', K.deferred .. q, DEFERRED_SCORE, member)
+          keep_edges(member, nil)
           if recheck(ended, member, dep, stamp) then work[#work + 1] = member end
         end
       end
@@ -214,6 +230,7 @@ local function deferred_again(ended, id, jk, q, stamp)
   redis.call('HSET', jk, 'status', 'deferred')
   redis.call('HDEL', jk, 'jobengine_ended_by')
   redis.call('ZADD', K.deferred .. q, DEFERRED_SCORE, id)
+  keep_edges(id, nil)
   recheck(ended, id, nil, stamp)
   return true
 end
