@@ -170,6 +170,10 @@ BULK_N ?= 1000000
 bench-quick: venv ## Every scenario with small counts, one run each, nothing judged (CI-sized; peers only if .venv-bench exists)
 	$(PY) -m bench.run --quick
 
+.PHONY: bench-flows
+bench-flows: venv ## A 10,000-node fan-out/fan-in flow: submit time (one flow.lua call) and end-to-end time
+	$(PY) -m bench.flows_bench
+
 .PHONY: bench-bulk
 bench-bulk: venv ## Bulk retry of BULK_N failed jobs (default 1,000,000) while clients submit and a worker drains: rates against idle, PING and SLOWLOG stalls
 	$(PY) -m bench.bulk_bench --n $(BULK_N)

@@ -49,7 +49,7 @@ def test_queue_stats(api, start_worker, r: redis.Redis, redis_url: str) -> None:
     items = {q["name"]: q for q in api.client.get("/v1/queues").json()["items"]}
     assert {"high", "default", "low", "custom"} <= set(items)
     assert items["default"] == {"name": "default", "depth": 0, "in_flight": 1, "scheduled": 1, "failed": 1,
-                                "finished": 1, "canceled": 1, "workers": 1, "paused": False, "refuse_submits": False,
+                                "finished": 1, "canceled": 1, "workers": 1, "deferred": 0, "paused": False, "refuse_submits": False,
                                 "paused_since": None}, worker.log()[-2000:]
     assert items["custom"]["depth"] == 2 and items["custom"]["workers"] == 0 and items["high"]["depth"] == 0
     open_gate(r, running)

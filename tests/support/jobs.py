@@ -119,3 +119,7 @@ JOB_TYPES = [
 from tests.support import gated as _gated  # noqa: E402 - the gated job type joins the test catalog
 
 JOB_TYPES += _gated.JOB_TYPES
+
+from tests.support import flowjobs as _flowjobs  # noqa: E402 - the workflow test job types too
+
+JOB_TYPES += _flowjobs.JOB_TYPES

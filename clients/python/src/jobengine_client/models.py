@@ -12,7 +12,7 @@ from .errors import ApiError, JobFailed
 
 R = TypeVar("R")
 TERMINAL = frozenset({"finished", "failed", "canceled"})
-STATUSES = ("queued", "scheduled", "started", "finished", "failed", "canceled")
+STATUSES = ("deferred", "queued", "scheduled", "started", "finished", "failed", "canceled")
 
 
 class _Model(BaseModel):

@@ -25,7 +25,7 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Statuses the API exposes; RQ's 'stopped' (a job stopped while running) reads as canceled.
 API_STATUS = {
     "queued": "queued",
-    "deferred": "queued",
+    "deferred": "deferred",  # waiting for its dependencies (depends_on, flows)
     "scheduled": "scheduled",
     "started": "started",
     "finished": "finished",

@@ -28,6 +28,10 @@ PREFIXES: dict[str, str] = {
     "schedule_tick": "jobengine:schedule:tick:",  # + '<member>:<incarnation>:<tick>': a tick's idempotency key
     "paused": "jobengine:paused:",  # a queue's pause marker (see paused())
     "op": "jobengine:op:",  # a bulk operation's hash (operations.py, bulk.lua)
+    # workflows (docs/guarantees.md, "Workflows")
+    "deferred": "rq:deferred:",  # RQ's DeferredJobRegistry: jobs waiting for their dependencies
+    "pending": "jobengine:pending:",  # + job id: hash {dependency id: success | any} of dependencies not yet met
+    "flow": "jobengine:flow:",  # + flow id: hash of one flow (tenant, counts, node:<name> -> job id)
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -59,6 +63,33 @@ def started_registry(queue_name: str) -> str:
 
 def scheduled_registry(queue_name: str) -> str:
     return PREFIXES["scheduled"] + queue_name
+
+
+def deferred_registry(queue_name: str) -> str:
+    """RQ's DeferredJobRegistry: zset of jobs of the queue waiting for their dependencies."""
+    return PREFIXES["deferred"] + queue_name
+
+
+def dependents(job_id: str) -> str:
+    """RQ's set of the jobs that depend on this one (and, for a flow's node, its flow's key: see flow.lua)."""
+    return f"{PREFIXES['job']}{job_id}:dependents"
+
+
+def dependencies(job_id: str) -> str:
+    """RQ's set of the ids this job depends on (all of them, met or not)."""
+    return f"{PREFIXES['job']}{job_id}:dependencies"
+
+
+def pending(job_id: str) -> str:
+    """Hash {dependency id: 'success' | 'any'} of the dependencies of a deferred job not yet met."""
+    return PREFIXES["pending"] + job_id
+
+
+def flow(flow_id: str) -> str:
+    return PREFIXES["flow"] + flow_id
+
+
+FLOW_OUTCOMES = "jobengine:flows:outcomes"  # hash {outcome: flows ended so}: jobengine_flows_total at a scrape
 
 
 def worker(name: str) -> str:
@@ -152,4 +183,5 @@ def tenant_schedules(tenant: str) -> str:
 
 
 LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCHEDULES_DUE,
-                "ops_active": OPERATIONS_ACTIVE}  # K.<name> in the scripts
+                "ops_active": OPERATIONS_ACTIVE,
+                "flow_outcomes": FLOW_OUTCOMES}  # K.<name> in the scripts

@@ -89,6 +89,10 @@ QUEUE_WORKERS = Gauge("jobengine_queue_workers", "Live workers serving the queue
 QUEUE_PAUSED = Gauge(
     "jobengine_queue_paused", "1 while the queue is paused (its jobs are not claimed), else 0.", ["queue"], **_NOREG
 )
+QUEUE_DEFERRED = Gauge(
+    "jobengine_jobs_deferred", "Jobs waiting for their dependencies (RQ's DeferredJobRegistry rq:deferred:<name>).",
+    ["queue"], **_NOREG,
+)
 REDIS_UP = Gauge("jobengine_redis_up", "1 when the last Redis check succeeded.", **_NOREG)
 
 # --- HTTP (API) ---
@@ -118,10 +122,31 @@ SCHEDULE_LATENESS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600), **_NOREG,
 )
 
-API_METRICS = (SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
+# --- workflows ---
+FLOW_OUTCOMES = ("succeeded", "failed", "canceled")
+
+
+FLOWS_TOTAL = Counter(
+    "jobengine_flows", "Flows ended, by outcome (succeeded, failed, canceled): counted in Redis by the script that "
+    "ends a flow's last job and read at each scrape (the deployment's total, the same in every API process).",
+    ["outcome"], **_NOREG,
+)
+
+
+def set_flows_total(counts: dict[str, float]) -> None:
+    """Copy the Redis counts into jobengine_flows_total: a counter kept in Redis (it only grows), so its value is
+    set, not incremented (prometheus_client's counters have no public setter)."""
+    for outcome, value in counts.items():
+        FLOWS_TOTAL.labels(outcome)._value.set(value)  # noqa: SLF001
+JOB_DEFERRED_SECONDS = Histogram(
+    "jobengine_job_deferred_seconds", "Time a job with dependencies waited for them (from submit to queued), "
+    "observed when it starts.", _JOB, buckets=DURATION_BUCKETS, **_NOREG,
+)
+
+API_METRICS = (FLOWS_TOTAL, QUEUE_DEFERRED, SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
                JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
                QUEUE_WORKERS, QUEUE_PAUSED, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
-WORKER_METRICS = (JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
+WORKER_METRICS = (JOB_DEFERRED_SECONDS, JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
                   WORKER_BUSY, WORKER_IDLE, WORKER_JOBS_IN_PROGRESS, WORKER_REDIS_ERRORS)
 _registered: set[int] = set()
 
@@ -163,7 +188,7 @@ def init_worker_series(queues: Iterable[str], job_types: Iterable[tuple[str, str
             for outcome in OUTCOMES:
                 JOBS_FINISHED.labels(queue, job_type, outcome)
             if queue == default_queue:
-                for histogram in (JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS):
+                for histogram in (JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS, JOB_DEFERRED_SECONDS):
                     histogram.labels(queue, job_type)
 
 
@@ -178,3 +203,5 @@ def init_api_series(queue_job_types: Iterable[tuple[str, str]]) -> None:
         SCHEDULES.labels(state)
     for outcome in SCHEDULE_FIRE_OUTCOMES:
         SCHEDULE_FIRES.labels(outcome)
+    for outcome in FLOW_OUTCOMES:
+        FLOWS_TOTAL.labels(outcome)

@@ -12,9 +12,10 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from . import keys
+from .jobdata import encode_exc_string
 
 SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue",
-                "take_schedules", "fire", "bulk")
+                "take_schedules", "fire", "bulk", "flow")
 
 
 INCLUDE = "--!include "
@@ -37,8 +38,15 @@ def _included(name: str) -> str:
     return "".join(lines)
 
 
+# K.<name> constants besides the key prefixes: the error text of a job ended because a dependency it requires
+# ended failed or canceled (_dependents.lua), base64 zlib as RQ's exc_string
+LUA_CONSTANTS = {**keys.LUA_PREFIXES, "dependency_failed": encode_exc_string(
+    "DependencyFailed: a dependency this job requires ended failed or canceled (see its depends_on and "
+    "on_dependency_failure; retrying that dependency revives this job)")}
+
+
 def _prefix(match: re.Match[str]) -> str:
-    return f"'{keys.LUA_PREFIXES[match.group(1)]}'"  # (a KeyError: a script names a prefix keys.py lacks)
+    return f"'{LUA_CONSTANTS[match.group(1)]}'"  # (a KeyError: a script names a prefix keys.py lacks)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class Scripts:
     take_schedules: Any
     fire: Any
     bulk: Any
+    flow: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
@@ -293,3 +302,61 @@ def set_enqueue_idempotency(job_keys: list[str], job_args: list[Any], key: str, 
     users' Idempotency-Key (a schedule's tick): KEYS[5] and ARGV[4] of enqueue.lua."""
     job_keys[4] = key
     job_args[3] = ttl
+
+
+# ----- workflows: flow.lua (POST /v1/flows, and POST /v1/jobs with depends_on) -----
+
+DEFERRED_SCORE = 9_999_999_999  # a deferred job's score in rq:deferred:<queue> (as _dependents.lua's)
+FLOW_WRITTEN, FLOW_QUOTA, FLOW_MISSING, FLOW_REPEAT = 1, 4, 5, 6
+
+
+class FlowNodeArgs(NamedTuple):
+    """One job of flow.lua: enqueue.lua's KEYS and ARGV (enqueue_keys, enqueue_args: for a job with
+    dependencies, its KEYS[3] the queue's deferred registry and run_at DEFERRED_SCORE), its dependencies as
+    (id, 'success' | 'any') and what a required dependency's failure does to it ('fail' | 'cancel')."""
+
+    keys: Sequence[str]
+    args: Sequence[Any]
+    depends_on: Sequence[tuple[str, str]]
+    on_failure: str = "fail"
+
+
+def flow_args(*, flow_id: str, tenant: str, stamp: str, now: float, flow_fields: Sequence[Any], counter: str,
+              quota: int, nodes: Iterable[FlowNodeArgs], idempotency: str = "", idempotency_ttl: int = 0,
+              fingerprint: str = "") -> list[Any]:
+    """ARGV of flow.lua (see the script). flow_id '' writes one job (nodes: one); idempotency: a flow's key
+    (keys.idempotency of the flow namespace), bound to `fingerprint` for idempotency_ttl seconds."""
+    nodes = list(nodes)
+    args: list[Any] = [flow_id, tenant, stamp, now, len(flow_fields), *flow_fields, counter, quota, idempotency,
+                       idempotency_ttl, fingerprint, len(nodes)]
+    for node in nodes:
+        args += [len(node.keys), len(node.args), len(node.depends_on), node.on_failure, *node.keys, *node.args]
+        for dep, on in node.depends_on:
+            args += [dep, on]
+    return args
+
+
+class FlowReply(NamedTuple):
+    """flow.lua's answer: code FLOW_WRITTEN (id: the flow's or the job's, statuses: each node's RQ status),
+    FLOW_REPEAT (id: the flow its idempotency key names, statuses: (that request's fingerprint,)),
+    FLOW_MISSING (id: the dependency that does not exist for this tenant), FLOW_QUOTA (number: jobs held), or
+    for one job enqueue.lua's other answers (enqueue: parsed as parse_enqueue)."""
+
+    code: int
+    id: str = ""
+    statuses: tuple[str, ...] = ()
+    number: int = 0
+    enqueue: EnqueueReply | None = None
+
+
+def parse_flow(reply: list[Any]) -> FlowReply:
+    code = int(reply[0])
+    if code == FLOW_WRITTEN:
+        return FlowReply(code, _text(reply[1]), tuple(_text(s) for s in reply[2:]))
+    if code == FLOW_MISSING:
+        return FlowReply(code, _text(reply[1]))
+    if code == FLOW_REPEAT:
+        return FlowReply(code, _text(reply[1]), (_text(reply[2]),))
+    if code == FLOW_QUOTA and len(reply) == 2:
+        return FlowReply(code, number=int(reply[1]), enqueue=parse_enqueue(reply))
+    return FlowReply(code, enqueue=parse_enqueue(reply))

@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     http_keepalive_seconds: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Requests with a larger body get 413.")
     max_batch_size: int = Field(1000, ge=1, le=100_000)
+    # Workflows (docs/guarantees.md, "Workflows"): POST /v1/flows and depends_on
+    flow_max_nodes: int = Field(10_001, ge=1, le=1_000_000, description="Most jobs in one flow (POST /v1/flows): "
+                                "more get 422. A flow is written by one script; the body limit still applies.")
+    flow_max_edges: int = Field(50_000, ge=0, description="Most dependency edges in one flow.")
+    flow_max_depth: int = Field(200, ge=1, description="Longest chain of dependencies in one flow (nodes).")
+    max_depends_on: int = Field(100, ge=1, description="Most dependencies one job of POST /v1/jobs may name.")
+    dependency_results_max_bytes: int = Field(
+        8_388_608, ge=1024, description="Most bytes of dependency results a job reads through "
+        "current_job().dependency_results() (fan-in); a job whose dependencies' results are larger fails.")
+    flow_ttl_seconds: int = Field(604_800, ge=1, description="How long an ended flow stays readable.")
     idempotency_ttl_seconds: int = Field(86_400, ge=1, description="How long an Idempotency-Key is remembered.")
     index_max_age_seconds: int = Field(
         30 * 86_400, ge=0, description="Jobs submitted longer ago leave the listing index of GET /v1/jobs (trimmed "

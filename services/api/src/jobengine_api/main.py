@@ -34,6 +34,7 @@ from .operations import OperationRunner, Operations
 from .pauses import PausedQueues
 from .routes import health, job_types, jobs, keys, queues, schedules, workers
 from .routes import operations as operations_routes
+from .routes import flows as flows_routes
 from .scheduling import Schedules
 from .serving import MetricsServer
 from .store import JobStore
@@ -140,7 +141,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, job_types.router, queues.router, workers.router, operations_routes.router,
+    for router in (jobs.router, flows_routes.router, job_types.router, queues.router, workers.router,
+                   operations_routes.router,
                    schedules.router, keys.router, health.router):
         app.include_router(router)
     docs_assets.install(app)
@@ -165,6 +167,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             components.update(submissions.openapi_components(settings.max_batch_size))
             components.update(schedules.openapi_components(catalog.names()))
             components.update(bodies.openapi_components())
+            components.update(flows_routes.openapi_components(components))
             add_security(schema)
             fix_media_types(schema)
             app.openapi_schema = schema

@@ -22,6 +22,20 @@ MAX_TIMEOUT_SECONDS = 7 * 86_400
 IDEMPOTENCY_KEY_MAX = 200
 
 
+JOB_ID_REGEX = r"^[A-Za-z0-9_-]{1,64}$"
+FLOW_NAME_REGEX = JOB_ID_REGEX  # a node's name in a flow
+MAX_DEPENDS_ON = 100_000  # a model bound; the settings' limits (JOBENGINE_MAX_DEPENDS_ON, ...) are checked after
+
+
+class Dependency(BaseModel):
+    """One dependency with its policy: `success` (default) waits for it to finish; `any` waits for it to end
+    in any state (finished, failed, canceled)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=JOB_ID_REGEX, description="The id of a job of the caller's tenant.")
+    on: Literal["success", "any"] = "success"
+
+
 class JobOptions(BaseModel):
     """Fields every submission may carry besides type and payload; unset ones use the job type's defaults."""
 
@@ -40,6 +54,13 @@ class JobOptions(BaseModel):
     retry: RetryPolicy | None = Field(None, description="Overrides the job type's retry policy.")
     result_ttl: int | None = Field(None, ge=1, le=MAX_TTL_SECONDS, strict=True,
                                    description="Seconds the result stays readable.")
+    depends_on: list[Annotated[str, Field(pattern=JOB_ID_REGEX)] | Dependency] | None = Field(
+        None, min_length=1, max_length=MAX_DEPENDS_ON,
+        description="Jobs (ids of the caller's tenant) this job waits for: it is `deferred` until they end, then "
+        "queued, or ended by on_dependency_failure when one it requires ends failed or canceled. A plain id "
+        "requires success. Not with delay_seconds or run_at; POST /v1/jobs only (not in a batch).")
+    on_dependency_failure: Literal["fail", "cancel"] = Field(
+        "fail", description="What a required dependency that ends failed or canceled does to this job.")
 
     @field_validator("run_at")
     @classmethod
@@ -217,6 +238,7 @@ class QueueStats(BaseModel):
     finished: int
     canceled: int
     workers: int
+    deferred: int = Field(0, description="Jobs waiting for their dependencies (rq:deferred:<name>).")
     paused: bool = Field(description="Its jobs are not claimed (POST /v1/queues/{name}:pause).")
     refuse_submits: bool = Field(False, description="Paused with refuse_submits: submits to it get 409.")
     paused_since: datetime | None = None

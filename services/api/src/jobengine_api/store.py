@@ -49,11 +49,12 @@ for _, q in ipairs(names) do
   out[#out + 1] = {q, redis.call('LLEN', 'rq:queue:' .. q), redis.call('ZCARD', 'rq:wip:' .. q),
     redis.call('ZCARD', 'rq:scheduled:' .. q), redis.call('ZCARD', 'rq:failed:' .. q),
     redis.call('ZCARD', 'rq:finished:' .. q), redis.call('ZCARD', 'rq:canceled:' .. q), live,
-    redis.call('LINDEX', '""" + keys.PREFIXES["paused"] + """' .. q, 0)}
+    redis.call('LINDEX', '""" + keys.PREFIXES["paused"] + """' .. q, 0),
+    redis.call('ZCARD', '""" + keys.PREFIXES["deferred"] + """' .. q)}
 end
 return out
 """
-QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "canceled", "workers")
+QUEUE_STAT_FIELDS = ("depth", "in_flight", "scheduled", "failed", "finished", "canceled", "workers", "deferred")
 
 SUMMARY_FIELDS = ("status", "origin", "meta", "created_at", "enqueued_at", "started_at", "ended_at", keys.TENANT_FIELD)
 # A job without the tenant field (written by the Producer without a tenant, or by stock RQ) belongs to no
@@ -86,9 +87,11 @@ class PreparedJob:
 
 def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idempotency_key: str | None = None,
                 fp: str = "", trace_meta: dict[str, Any] | None = None, tenant: str = "default",
-                key_id: str = "", now: datetime | None = None, job_id: str | None = None) -> PreparedJob:
+                key_id: str = "", now: datetime | None = None, job_id: str | None = None,
+                dependencies: dict[str, str] | None = None) -> PreparedJob:
     """`key_id`: the caller's API key, whose token bucket the submission draws on (when rate limits are on).
-    `now`: the submission's time (one for all the jobs of a batch); `job_id`: a new id (drawn by the batch)."""
+    `now`: the submission's time (one for all the jobs of a batch); `job_id`: a new id (drawn by the batch).
+    `dependencies`: {name or id: job id} of a job that waits for others (flows.py): written deferred."""
     now = now or datetime.now(timezone.utc)
     queue = sub.queue or job_type.queue or settings.default_queue
     run_at = sub.run_at
@@ -97,6 +100,10 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
     if run_at is not None and run_at <= now:
         run_at = None  # due already: queue it now
     status = "scheduled" if run_at else "queued"
+    meta = {**(trace_meta or {}), "tenant": tenant}
+    if dependencies:
+        status, run_at = "deferred", None
+        meta["dependencies"] = dependencies  # the worker reads their results for the job (fan-in)
     retry = sub.retry or job_type.retry
     job_id = job_id or new_job_id()
     fields = build_job_hash(
@@ -104,7 +111,7 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         payload=sub.payload.model_dump(mode="json"),  # type: ignore[attr-defined]
         queue=queue, timeout=sub.timeout or job_type.timeout,
         result_ttl=sub.result_ttl or job_type.result_ttl, failure_ttl=job_type.failure_ttl,
-        retry_intervals=retry.intervals(), status=status, meta={**(trace_meta or {}), "tenant": tenant}, now=now,
+        retry_intervals=retry.intervals(), status=status, meta=meta, now=now,
     )
     fields[keys.TENANT_FIELD] = tenant  # a hash field too: reads, cancels and retries check it without decoding meta
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
@@ -406,7 +413,7 @@ class JobStore:
 
     async def queue_stats(self, known: list[str]) -> list[dict[str, Any]]:
         rows = await self._queue_stats(keys=[], args=known)
-        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, row[1:8]), strict=True)),
+        stats = [{"name": _s(row[0]), **dict(zip(QUEUE_STAT_FIELDS, map(int, [*row[1:8], *row[9:10]]), strict=True)),
                   **pause_view(row[8] if len(row) > 8 else None)} for row in rows]
         return sorted(stats, key=lambda s: s["name"])
 

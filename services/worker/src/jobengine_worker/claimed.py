@@ -37,6 +37,8 @@ class Claimed:
     failure_ttl: int
     traceparent: str | None = None
     tracestate: str | None = None
+    dependencies: dict[str, str] | None = None  # {name or id: job id} of a job with dependencies (fan-in)
+    dependency_results: dict[str, Any] | None = None  # read before it runs (dependencies.py)
 
     @property
     def member(self) -> str:
@@ -58,6 +60,7 @@ class Claimed:
             enqueued_at=enq.timestamp() if enq else None, created_at=created.timestamp() if created else None,
             result_ttl=int(row.result_ttl or 86_400), failure_ttl=int(row.failure_ttl or 604_800),
             traceparent=meta.get("traceparent"), tracestate=meta.get("tracestate"),
+            dependencies=meta.get("dependencies"),
         )
 
     @classmethod

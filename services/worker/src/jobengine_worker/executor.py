@@ -3,10 +3,11 @@ process that talks to Redis, and a hung or crashing job costs one respawn, not t
 
 Protocol over a pipe, JSON (orjson) both ways, never pickle:
   supervisor -> executor: a batch, [job, job, ...], each job
-     [id, type, function, payload, timeout, attempt, queue, traceparent, seq]
+     [id, type, function, payload, timeout, attempt, queue, traceparent, seq, dependency_results]
      traceparent: the run span's W3C context (or null); made current while the job runs, so the
      job's own spans are children of the run span and its log lines carry the trace id
      seq: the job's number from the supervisor (1, 2, ...), increasing across batches
+     dependency_results: null, or {name or id: result} of a job with dependencies (fan-in: dependencies.py)
   executor -> supervisor: reports, [result, result, ...], each [seq, id, kind, value, run_seconds]
      kind: ok (value = result JSON), error / timeout / canceled (value = traceback text; error for any
            exception of the job, BaseException included, and for a result JSON cannot hold),
@@ -204,13 +205,14 @@ class Runner:
         token = tracing.attach(job[7])
         _current_seq = int(job[8])
         try:
-            return self._run(job_id, type_name, function, payload, timeout, attempt, queue)
+            return self._run(job_id, type_name, function, payload, timeout, attempt, queue,
+                             job[9] if len(job) > 9 else None)
         finally:
             _current_seq = 0
             tracing.detach(token)
 
     def _run(self, job_id: str, type_name: str, function: str, payload: Any, timeout: int, attempt: int,
-             queue: str) -> tuple[str, Any, float]:
+             queue: str, dependency_results: dict[str, Any] | None = None) -> tuple[str, Any, float]:
         global _running
         job_type = self.catalog.get(type_name)
         try:
@@ -220,7 +222,7 @@ class Runner:
             return "invalid", f"payload no longer valid for {type_name}: {exc}", 0.0
         except Exception as exc:  # noqa: BLE001 - ImportError, AttributeError, or the module's own error
             return "invalid", f"cannot import job function {function}: {exc!r}", 0.0
-        set_current_job(JobContext(job_id, type_name, queue, attempt, self.progress))
+        set_current_job(JobContext(job_id, type_name, queue, attempt, self.progress, dependency_results))
         started = time.perf_counter()
         try:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))

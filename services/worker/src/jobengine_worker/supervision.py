@@ -174,7 +174,7 @@ class Supervision:
             ex.seq += 1
             sent[ex.seq] = Sent(job, span, traceparent)
             messages.append([job.id, job.type, job.function, job.payload, job.timeout, job.attempt, job.queue,
-                             traceparent, ex.seq])
+                             traceparent, ex.seq, job.dependency_results])
         metrics.WORKER_IDLE.set(0)
         with self._lock:
             ex.inflight, ex.cancel_seq, ex.cancel_sent, ex.journal_read = sent, 0, 0.0, 0

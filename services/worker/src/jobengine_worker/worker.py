@@ -36,6 +36,7 @@ from jobengine.settings import Settings
 
 from . import registration
 from .claimed import Claimed, Outcome, expires
+from .dependencies import read_results
 from .commands import listen_for_commands
 from .deletion_cost import DeletionCostConfig, PodDeletionCost
 from .recording import record
@@ -384,6 +385,8 @@ class Worker(Supervision):
                                             job.failure_ttl, "canceled"))
             else:
                 todo.append(job)
+        if any(job.dependencies for job in todo):  # fan-in: their dependencies' results, one round trip
+            self._retrying(lambda: read_results(self.redis, todo, self.settings.dependency_results_max_bytes))
         # A traced run span should time the job alone, not the batch's earlier jobs: one job a message then.
         step = 1 if tracing.enabled() else max(1, len(todo))
         slowest = 0.0

@@ -22,7 +22,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 STATUS_STYLE = {"finished": "green", "failed": "red", "canceled": "yellow", "canceling": "yellow",
-                "started": "cyan", "queued": "blue", "scheduled": "magenta"}
+                "started": "cyan", "queued": "blue", "scheduled": "magenta", "deferred": "magenta"}
 
 
 def as_data(value: Any) -> Any:

@@ -1,6 +1,8 @@
 -- Included by complete.lua, complete_claim.lua, recover.lua and cancel.lua, after _uncount (scripts.py inlines it where
 -- they say --!include): ending a job, written once for every script that ends jobs.
 
+local release_dependents  -- _dependents.lua, included at the end (end_job and it call each other)
+
 -- Append values to the argument list lists[key] (created on first use).
 local function add(lists, key, ...)
   local args = lists[key]
@@ -45,8 +47,11 @@ local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, val
   add(ended.zadd, REGISTRY[status] .. q, expires_at(ended, ttl), id)
   uncount(jk, counter)
   redis.call('PUBLISH', K.done .. id, status)
+  if redis.call('EXISTS', K.job .. id .. ':dependents') == 1 then release_dependents(ended, id, status, stamp) end
 end
 
 local function end_jobs_written(ended)
   for key, args in pairs(ended.zadd) do redis.call('ZADD', key, unpack(args)) end
 end
+
+--!include _dependents

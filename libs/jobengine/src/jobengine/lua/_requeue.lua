@@ -1,11 +1,13 @@
 -- Included by requeue.lua and bulk.lua (scripts.py inlines it where they say --!include): a failed (or
 -- canceled) job back to its queue with a fresh retry budget, written once for both.
 -- f: the job's fields REQUEUE_FIELDS, as HMGET read them (a caller may read more after them).
+-- Needs _end (for _dependents) included before it: a job with unmet dependencies waits deferred, and the
+-- dependents its failure ended are revived (docs/guarantees.md, "Workflows").
 local REQUEUE_FIELDS = {'status', 'origin', 'retry_intervals', 'jobengine_tenant', 'jobengine_backlog', 'jobengine_op'}
 
--- Requeue the job (id, its hash jk); op: what its jobengine_op field records. The caller wakes a worker
--- (notify) of the queue returned.
-local function requeue_job(id, jk, f, stamp, op)
+-- Requeue the job (id, its hash jk); op: what its jobengine_op field records; ended: as for end_job. The
+-- caller wakes a worker (notify) of the queue returned.
+local function requeue_job(ended, id, jk, f, stamp, op)
   local q = f[2]
   redis.call('ZREM', K.failed .. q, id)
   redis.call('ZREM', K.canceled .. q, id)
@@ -22,7 +24,8 @@ local function requeue_job(id, jk, f, stamp, op)
     redis.call('INCR', counter)
     redis.call('HSET', jk, 'jobengine_backlog', counter)
   end
-  redis.call('RPUSH', K.queue .. q, id)
+  if reopen(id, f[1]) then revive_dependents(ended, id, stamp) end
+  if not deferred_again(ended, id, jk, q, stamp) then redis.call('RPUSH', K.queue .. q, id) end
   redis.call('SADD', K.queues, K.queue .. q)
   return q
 end

@@ -75,7 +75,7 @@ local function visit(id, kind, registry)
   local q = f[2]
   if action == 'retry' then
     if begun ~= '' and (f[9] or '') > begun then skipped = skipped + 1; return false end
-    requeue_job(id, jk, f, stamp, 'bulk ' .. ARGV[1] .. ' queued')
+    requeue_job(ended, id, jk, f, stamp, 'bulk ' .. ARGV[1] .. ' queued')
     woken[q] = true
   elseif action == 'cancel' then
     if begun ~= '' and (f[8] or '') > begun then skipped = skipped + 1; return false end

@@ -1,4 +1,4 @@
--- Cancel a job. Queued or scheduled: canceled at once. Started: flagged, and its worker told through
+-- Cancel a job. Queued, scheduled or deferred: canceled at once. Started: flagged, and its worker told through
 -- RQ's command channel (the stop-job command of rq.command.send_stop_job_command).
 -- ARGV[1] job id  ARGV[2] now (epoch s)  ARGV[3] now (RQ timestamp)  ARGV[4] cancel message (base64 zlib)
 -- ARGV[5] tenant (optional): a job of another tenant, or of none (no jobengine_tenant field: written by
@@ -30,7 +30,7 @@ if st == 'started' then
   end
   return {'stopping', st}
 end
-if st ~= 'queued' and st ~= 'scheduled' then return {'terminal', st} end
+if st ~= 'queued' and st ~= 'scheduled' and st ~= 'deferred' then return {'terminal', st} end
 local ended = ended_jobs(tonumber(ARGV[2]))
 cancel_waiting(ended, jk, id, q, st, ARGV[3], ARGV[4], f[4], token .. ' canceled', true)
 end_jobs_written(ended)

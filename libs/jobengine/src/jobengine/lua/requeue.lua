@@ -4,7 +4,9 @@
 -- (redis-py re-sends a script whose reply was lost)
 -- Returns {result, status}: queued | not_failed | missing (built and parsed by scripts.py: requeue_args,
 -- parse_change)
+--!include _uncount
 --!include _notify
+--!include _end
 --!include _requeue
 local id = ARGV[1]
 local jk = K.job .. id
@@ -14,5 +16,7 @@ if ARGV[3] and ARGV[3] ~= '' and f[4] ~= ARGV[3] then return {'missing', ''} end
 local token = ARGV[4] or ''
 if token ~= '' and f[6] == token .. ' queued' then return {'queued', 'queued'} end
 if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
-notify(requeue_job(id, jk, f, ARGV[2], token .. ' queued'))
+local ended = ended_jobs(tonumber(redis.call('TIME')[1]))
+notify(requeue_job(ended, id, jk, f, ARGV[2], token .. ' queued'))
+end_jobs_written(ended)
 return {'queued', 'queued'}

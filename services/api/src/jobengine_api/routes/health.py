@@ -9,7 +9,7 @@ import logging
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from jobengine import metrics
+from jobengine import keys, metrics
 
 from ..deps import ApiContext, ContextDep
 from ..models import ProblemDetail
@@ -70,3 +70,10 @@ async def refresh_queue_gauges(ctx: ApiContext) -> None:
         metrics.QUEUE_FAILED.labels(name).set(s["failed"])
         metrics.QUEUE_WORKERS.labels(name).set(s["workers"])
         metrics.QUEUE_PAUSED.labels(name).set(1 if s["paused"] else 0)
+        metrics.QUEUE_DEFERRED.labels(name).set(s["deferred"])
+    try:
+        async with asyncio.timeout(SCRAPE_REDIS_TIMEOUT):
+            counts = await ctx.store.redis.hgetall(keys.FLOW_OUTCOMES)
+        metrics.set_flows_total({k.decode(): float(v) for k, v in counts.items() if k.decode() in metrics.FLOW_OUTCOMES})
+    except Exception as exc:
+        log.warning("flow counts not refreshed", extra={"error": repr(exc)})

@@ -18,8 +18,8 @@ from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import OutOfMemoryError
 from starlette.responses import Response
 
-from jobengine import tracing
-from jobengine.jobdata import API_STATUS, TERMINAL, new_job_ids
+from jobengine import scripts, tracing
+from jobengine.jobdata import API_STATUS, JOB_ID_PATTERN, TERMINAL, new_job_ids
 from jobengine.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from jobengine.settings import QUEUE_NAME_PATTERN
 
@@ -30,7 +30,8 @@ from ..models import (IDEMPOTENCY_KEY_MAX, BatchResult, JobAccepted, JobDetail, 
                       ProblemDetail)
 from ..problems import Problem, invalid, not_found, redis_full, too_many, validation_errors
 from ..responses import JSONResponse
-from ..store import Enqueued, PreparedJob, decode_cursor, fingerprint, prepare_job
+from .. import flows
+from ..store import Enqueued, PreparedJob, _enqueued, decode_cursor, fingerprint, prepare_job
 from ..waiter import DoneWaiter
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -39,7 +40,7 @@ WAIT_POLL_SECONDS = 1.0  # safety net under pub/sub: a lost message delays an an
 PROBLEM_DESCRIPTIONS = {
     401: "No API key, or an unknown, wrong or revoked one (WWW-Authenticate: Bearer).",
     403: "The API key lacks the scope this operation needs.",
-    404: "No such job for this tenant (it may have expired).",
+    404: "No such job for this tenant (it may have expired); on submit: a job named in depends_on.",
     409: "Conflict with the job's state or an earlier request.",
     413: "The body or a job's payload is too large.",
     415: "The body is not declared JSON (Content-Type application/json or application/<x>+json).",
@@ -205,7 +206,7 @@ def _out_of_memory(jobs: int) -> Problem:
     summary="Submit a job",
     responses={202: {"model": JobAccepted, "description": "Accepted; Location names the job."},
                200: {"model": JobAccepted, "description": "Idempotent replay: the job of an earlier request."},
-               **problems(409, 413, 415, 429), **PROBLEMS},
+               **problems(404, 409, 413, 415, 429), **PROBLEMS},
 )
 async def submit_job(request: Request) -> Response:
     # The hot path: no FastAPI dependencies or header parameters (solving them costs more than the
@@ -225,6 +226,8 @@ async def submit_job(request: Request) -> Response:
         ctx.limits.check_structure(doc, "")
         ctx.limits.check_job(doc)
     sub = _validate(ctx, ctx.submissions.single, doc)
+    if sub.depends_on is not None:  # (one attribute read on the plain path)
+        return await _submit_dependent(ctx, principal, sub, idempotency_key)
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         (job,) = _prepare(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")], span)
         if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
@@ -242,6 +245,63 @@ async def submit_job(request: Request) -> Response:
         return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
     _count_submitted(job.queue, job.type)
     return JSONResponse(_accepted(job, job.id, job.status), status_code=202, headers=headers)
+
+
+def _dependencies(ctx: ApiContext, sub: JobOptions) -> list[tuple[str, str]]:
+    """depends_on as (id, on), or a 422 naming the field."""
+    if sub.delay_seconds is not None or sub.run_at is not None:
+        raise invalid([{"field": "depends_on", "message": "a job with dependencies runs when they end: no "
+                                                          "delay_seconds or run_at"}])
+    if len(sub.depends_on or []) > ctx.settings.max_depends_on:
+        raise invalid([{"field": "depends_on", "message": f"at most {ctx.settings.max_depends_on} dependencies "
+                                                          "(JOBENGINE_MAX_DEPENDS_ON)"}])
+    deps: dict[str, str] = {}
+    for i, dep in enumerate(sub.depends_on or []):
+        dep_id, on = (dep, "success") if isinstance(dep, str) else (dep.id, dep.on)
+        if dep_id in deps:
+            raise invalid([{"field": f"depends_on.{i}", "message": f"{dep_id!r} named twice"}])
+        deps[dep_id] = on
+    return list(deps.items())
+
+
+async def _submit_dependent(ctx: ApiContext, principal: Principal, sub: JobOptions, idempotency_key: str | None
+                            ) -> Response:
+    """POST /v1/jobs with depends_on: written by flow.lua (the job deferred, its edges, queued at once when
+    its dependencies have all ended well); a dependency that is not the caller's is a 404, as for a read."""
+    deps = _dependencies(ctx, sub)
+    with tracing.enqueue_span() as span:
+        job = prepare_job(sub, ctx.catalog[sub.type], ctx.settings,  # type: ignore[attr-defined]
+                          idempotency_key=idempotency_key, fp=fingerprint(sub) if idempotency_key else "",
+                          trace_meta=span.meta, tenant=principal.tenant, key_id=principal.key_id,
+                          dependencies={d: d for d, _ in deps})
+        span.job(job.id, job.type, job.queue)
+        _memory_guard(ctx, 1)
+        if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
+            raise queue_paused(job.queue)
+        flows.as_deferred(job)
+        node = scripts.FlowNodeArgs(job.keys, job.args, deps, sub.on_dependency_failure)
+        try:
+            reply = await flows.write(ctx.store, flow_id="", tenant=principal.tenant, nodes=[node],
+                                      flow_fields=[])
+        except OutOfMemoryError:
+            raise _out_of_memory(1) from None
+    if reply.code == scripts.FLOW_MISSING:
+        raise not_found(f"Job {reply.id} (in depends_on)")
+    if reply.code == scripts.FLOW_WRITTEN:
+        outcome = Enqueued(job.id, API_STATUS.get(reply.statuses[0], reply.statuses[0]))
+    else:
+        assert reply.enqueue is not None
+        outcome = _enqueued(job, [reply.enqueue.code, reply.enqueue.job or reply.enqueue.number,
+                                  reply.enqueue.fingerprint, reply.enqueue.status], ctx.settings)
+    done = Submitted(job, outcome)
+    if (problem := done.refusal()) is not None:
+        raise problem
+    headers = {"Location": f"/v1/jobs/{outcome.id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
+    _count_submitted(job.queue, job.type)
+    return JSONResponse(_accepted(job, job.id, outcome.status), status_code=202, headers=headers)
 
 
 def submit_route() -> APIRoute:
@@ -272,6 +332,10 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
             continue
         try:
             sub = _validate(ctx, ctx.submissions.batch_item, item)
+            if sub.depends_on is not None:
+                JOBS_REJECTED.labels("validation").inc()
+                raise invalid([{"field": "depends_on", "message": "not in a batch: submit it alone (POST /v1/jobs) "
+                                                                  "or as a flow (POST /v1/flows)"}])
             if ctx.paused is not None and ctx.paused.refusing:
                 queue = sub.queue or ctx.catalog[sub.type].queue or ctx.settings.default_queue  # type: ignore[attr-defined]
                 if queue in ctx.paused.refusing:
@@ -375,10 +439,11 @@ async def _wait_for_end(ctx: ApiContext, waiter: DoneWaiter, job_id: str, wait: 
     return await ctx.store.get(job_id, tenant)
 
 
-@router.get("/jobs", summary="List jobs, newest first", responses={200: {"model": JobList}, **PROBLEMS})
+@router.get("/jobs", summary="List jobs, newest first (or a flow's, in its order)",
+            responses={200: {"model": JobList}, **problems(404), **PROBLEMS})
 async def list_jobs(
     ctx: ContextDep, principal: ReadPrincipal,
-    status: Annotated[Literal["queued", "scheduled", "started", "finished", "failed", "canceled"] | None,
+    status: Annotated[Literal["queued", "deferred", "scheduled", "started", "finished", "failed", "canceled"] | None,
                       Query()] = None,
     job_type: Annotated[str | None, Query(alias="type", max_length=200)] = None,
     queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
@@ -386,7 +451,11 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
     created_after: Annotated[datetime | None, Query(description="Jobs submitted at or after this time.")] = None,
     created_before: Annotated[datetime | None, Query(description="Jobs submitted before this time.")] = None,
+    flow: Annotated[str | None, Query(pattern=JOB_ID_PATTERN.pattern, description="The jobs of this flow only, in "
+                                      "the order they were written (dependencies first); other filters apply.")] = None,
 ) -> Response:
+    if flow is not None:
+        return await _list_flow(ctx, principal.tenant, flow, limit, cursor, status, job_type, queue)
     try:
         position = decode_cursor(cursor) if cursor else None
     except ValueError:
@@ -400,6 +469,23 @@ async def list_jobs(
                                           queue=queue, tenant=principal.tenant, created_after=created_after,
                                           created_before=created_before)
     return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+async def _list_flow(ctx: ApiContext, tenant: str, flow_id: str, limit: int, cursor: str | None, status: str | None,
+                     job_type: str | None, queue: str | None) -> Response:
+    """GET /v1/jobs?flow=: the flow's jobs a page at a time (cursor: an offset in the flow, 'f<n>')."""
+    offset = 0
+    if cursor:
+        if not (cursor.startswith("f") and cursor[1:].isdigit() and len(cursor) < 12):
+            raise invalid([{"field": "cursor", "message": "not a cursor returned by this API"}])
+        offset = int(cursor[1:])
+    page = await flows.list_jobs(ctx.store, flow_id, tenant, offset, limit)
+    if page is None:
+        raise not_found(f"Flow {flow_id}")
+    items, nxt = page
+    items = [i for i in items if not ((status and i["status"] != status) or (job_type and i["type"] != job_type)
+                                      or (queue and i["queue"] != queue))]
+    return JSONResponse({"items": items, "next_cursor": f"f{nxt}" if nxt is not None else None})
 
 
 def _aware(moment: datetime | None) -> datetime | None:
