@@ -177,8 +177,8 @@ class AsyncClient:
         return await self.send(calls.cancel_operation(op_id(op)))
 
     async def wait_operation(self, op: str | Operation, *, timeout: float | None = None,
-                       on_progress: Callable[[Operation], Awaitable[None] | None] | None = None, poll_interval: float = 0.5
-                       ) -> Operation:
+                             on_progress: Callable[[Operation], Awaitable[None] | None] | None = None,
+                             poll_interval: float = 0.5) -> Operation:
         """Read the operation every `poll_interval` seconds until it has ended (done, canceled, failed) and return
         it; `on_progress(op)` after each read. OperationTimeout after `timeout` seconds."""
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
@@ -196,8 +196,9 @@ class AsyncClient:
 
     # --- schedules (the caller's tenant) ---
 
-    async def create_schedule(self, name: str, job_type: JobTypeRef, payload: Payload = None, *, cron: str | None = None,
-                        interval_seconds: int | None = None, **options: Any) -> Schedule:
+    async def create_schedule(self, name: str, job_type: JobTypeRef, payload: Payload = None, *,
+                              cron: str | None = None, interval_seconds: int | None = None, **options: Any
+                              ) -> Schedule:
         """Create a schedule: one of `cron` (with `timezone=`) or `interval_seconds`; `options` are the other fields
         of a schedule spec (queue, timeout, retry, result_ttl, start_at, end_at, jitter_seconds, overlap,
         catch_up, catch_up_limit, misfire_grace_seconds, paused). Conflict when the name exists."""

@@ -192,9 +192,10 @@ class OperationView:
     """A live progress bar on stderr of a bulk operation: the share of registries walked, and its counts."""
 
     def __init__(self, op: Operation) -> None:
-        self.progress = Progress(SpinnerColumn(), TextColumn(f"[bold]{op.action}[/]"), TextColumn("{task.fields[state]}"),
-                                 BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.description}"), console=err, refresh_per_second=8)
+        self.progress = Progress(SpinnerColumn(), TextColumn(f"[bold]{op.action}[/]"),
+                                 TextColumn("{task.fields[state]}"), BarColumn(), TaskProgressColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"), console=err,
+                                 refresh_per_second=8)
         self.task: TaskID = self.progress.add_task("", total=100, state=op_state(op.state))
 
     def __enter__(self) -> OperationView:
