@@ -127,7 +127,7 @@ AfterFilter = Annotated[str | None, typer.Option("--created-after", help="Submit
 BeforeFilter = Annotated[str | None, typer.Option("--created-before", help="Submitted before (RFC 3339).")]
 WaitFollow = Annotated[bool | None, typer.Option("--wait/--no-wait", help="Follow the operation to its end, a "
                                                  "progress bar on a terminal; exit 1 unless done \\[default: when "
-                                                 "stderr is a terminal]", show_default=False)]
+                                                 "stderr is a terminal and not --json]", show_default=False)]
 
 
 @bulk_app.command("retry")
