@@ -16,8 +16,8 @@ from jobengine_client import (ApiError, Client, Conflict, InvalidRequest, NewJob
 from jobengine_client.cli import exitcodes
 from jobengine_client.cli.payload import PayloadError, build
 from jobengine_client.cli.profiles import ProfileError, resolve
-from jobengine_client.errors import from_response
-from jobengine_client.models import Job
+from jobengine_client.errors import OperationTimeout, from_response
+from jobengine_client.models import Job, Operation
 
 
 def test_backoff_grows_is_jittered_and_bounded() -> None:
@@ -73,6 +73,8 @@ def test_exit_codes() -> None:
     assert exitcodes.for_error(TransportError("down")) == exitcodes.UNAVAILABLE == 5
     assert exitcodes.for_error(TooManyRequests(429)) == exitcodes.UNAVAILABLE
     assert exitcodes.for_error(WaitTimeout(job, 1)) == exitcodes.TIMEOUT == 6
+    running = Operation(id="o", action="retry", state="running")
+    assert exitcodes.for_error(OperationTimeout(running, 1)) == exitcodes.TIMEOUT
 
 
 def test_payload_from_json_file_and_sets(tmp_path: Path) -> None:
