@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +16,8 @@ from jobengine_client import (ApiError, Client, Conflict, InvalidRequest, NewJob
 from jobengine_client.cli import exitcodes
 from jobengine_client.cli.payload import PayloadError, build
 from jobengine_client.cli.profiles import ProfileError, resolve
-from jobengine_client.errors import from_response
-from jobengine_client.models import Job
+from jobengine_client.errors import OperationTimeout, from_response
+from jobengine_client.models import Job, Operation
 
 
 def test_backoff_grows_is_jittered_and_bounded() -> None:
@@ -72,6 +73,8 @@ def test_exit_codes() -> None:
     assert exitcodes.for_error(TransportError("down")) == exitcodes.UNAVAILABLE == 5
     assert exitcodes.for_error(TooManyRequests(429)) == exitcodes.UNAVAILABLE
     assert exitcodes.for_error(WaitTimeout(job, 1)) == exitcodes.TIMEOUT == 6
+    running = Operation(id="o", action="retry", state="running")
+    assert exitcodes.for_error(OperationTimeout(running, 1)) == exitcodes.TIMEOUT
 
 
 def test_payload_from_json_file_and_sets(tmp_path: Path) -> None:
@@ -132,3 +135,51 @@ def test_url_and_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         assert client.settings.headers["Authorization"] == "Bearer k.secret"
     with Client("http://other", api_key="a.b") as client:
         assert (client.url, client.settings.headers["Authorization"]) == ("http://other", "Bearer a.b")
+
+
+def _counting(answer: httpx.Response | Exception) -> tuple[list[str], httpx.MockTransport]:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return sent, httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("answer", [httpx.ReadTimeout("lost"), httpx.RemoteProtocolError("reset"),
+                                    httpx.Response(502), httpx.Response(504)])
+def test_not_idempotent_calls_are_sent_once_when_they_may_have_arrived(answer: Any) -> None:
+    sent, transport = _counting(answer)
+    with Client("http://api.test", transport=transport, retries=RetryPolicy(attempts=5, backoff=0)) as client:
+        with pytest.raises((TransportError, ApiError)):
+            client.trigger_schedule("nightly")
+        with pytest.raises((TransportError, ApiError)):
+            client.start_operation("retry", queue="default")
+    assert sent == ["POST /v1/schedules/nightly:trigger", "POST /v1/operations"]
+
+
+def test_not_idempotent_calls_are_retried_when_nothing_was_sent_or_refused() -> None:
+    sent, transport = _counting(httpx.ConnectError("refused"))
+    with Client("http://api.test", transport=transport, retries=RetryPolicy(attempts=3, backoff=0)) as client:
+        with pytest.raises(TransportError):
+            client.trigger_schedule("nightly")
+    assert len(sent) == 3
+    sent, transport = _counting(httpx.Response(503, headers={"retry-after": "0"}))
+    with Client("http://api.test", transport=transport, retries=RetryPolicy(attempts=3, backoff=0)) as client:
+        with pytest.raises(ApiError):
+            client.start_operation("cancel")
+    assert len(sent) == 3
+
+
+def test_operation_filter_and_schedule_spec_bodies() -> None:
+    from datetime import datetime, timezone
+
+    from jobengine_client._base import operation_filter, schedule_spec
+    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert operation_filter(queue="q", status="failed", created_before=when) == {
+        "queue": "q", "status": ["failed"], "created_before": "2026-01-02T00:00:00+00:00"}
+    assert schedule_spec("n", "primes", PrimesInput(lowest=1, highest=2), {"cron": "* * * * *", "queue": None}) == {
+        "name": "n", "type": "primes", "payload": {"lowest": 1, "highest": 2}, "cron": "* * * * *"}

@@ -3,9 +3,10 @@
 from .aio import AsyncClient
 from .client import Client
 from .errors import (ApiError, Conflict, Forbidden, InvalidRequest, JobengineError, JobFailed, NotFound,
-                     TooManyRequests, TransportError, Unauthorized, Unavailable, WaitTimeout)
-from .models import (TERMINAL, Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, Progress,
-                     QueueStats, StatusChange)
+                     OperationTimeout, TooManyRequests, TransportError, Unauthorized, Unavailable, WaitTimeout)
+from .models import (TERMINAL, Accepted, BatchItem, BatchResult, CurrentJob, Job, JobSummary, JobTypeInfo,
+                     Operation, OperationCounts, Page, Progress, QueuePause, QueueStats, Schedule, ScheduleDetail,
+                     SchedulePage, ScheduleRun, StatusChange, Triggered, WorkerInfo)
 from .retry import NO_RETRY, RetryPolicy
 from .typed import JobSpec, NewJob
 
@@ -14,5 +15,7 @@ __all__ = [
     "InvalidRequest", "Job", "JobFailed", "JobSpec", "JobSummary", "JobTypeInfo", "JobengineError", "NO_RETRY",
     "NewJob", "NotFound", "Page", "Progress", "QueueStats", "RetryPolicy", "StatusChange", "TERMINAL",
     "TooManyRequests", "TransportError", "Unauthorized", "Unavailable", "WaitTimeout",
+    "CurrentJob", "Operation", "OperationCounts", "OperationTimeout", "QueuePause", "Schedule", "ScheduleDetail",
+    "SchedulePage", "ScheduleRun", "Triggered", "WorkerInfo",
 ]
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -15,9 +16,9 @@ from pydantic import BaseModel
 from . import calls
 from .config import resolve
 from .errors import ApiError, InvalidRequest, TransportError, from_response
-from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, Progress
+from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, Operation, Progress
 from .retry import RETRY_STATUSES, RetryPolicy
-from .typed import JobSpec, NewJob, result_model
+from .typed import JobSpec, JobTypeRef, NewJob, Payload, payload_json, result_model, type_name
 
 log = logging.getLogger("jobengine_client")
 T = TypeVar("T")
@@ -85,6 +86,10 @@ class Attempts(Generic[T]):
         # a refused connection sent nothing; a reset or a timeout after connecting may have delivered the request
         if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
             self.maybe_sent = True
+        if self.maybe_sent and not self.call.resend:
+            raise TransportError(f"{self.call.method} {self.call.path}: {type(exc).__name__}: {exc}; the request "
+                                 "may have reached the server and is not sent again (not idempotent): check "
+                                 "before repeating it") from exc
         delay = self._next(None)
         if delay is None:
             raise TransportError(f"{self.call.method} {self.call.path}: {type(exc).__name__}: {exc} "
@@ -100,12 +105,44 @@ class Attempts(Generic[T]):
             replayed = self.call.replay(error)
             if replayed is not None:
                 return replayed
+        if response.status_code in (502, 504) and not self.call.resend:
+            raise error  # a proxy's answer: the API may have done it
         if response.status_code in RETRY_STATUSES:
             delay = self._next(error.retry_after)
             if delay is not None:
                 log.info("retrying %s %s in %.2f s after %s", self.call.method, self.call.path, delay, error)
                 return Retry(delay)
         raise error
+
+
+def operation_filter(*, queue: str | None = None, type: str | None = None, tenant: str | None = None,
+                     status: Iterable[str] | str | None = None, created_after: datetime | None = None,
+                     created_before: datetime | None = None) -> dict[str, Any]:
+    """The filter of a bulk operation as JSON: only the fields given."""
+    out: dict[str, Any] = {}
+    for name, value in (("queue", queue), ("type", type), ("tenant", tenant)):
+        if value is not None:
+            out[name] = value
+    if status is not None:
+        out["status"] = [status] if isinstance(status, str) else list(status)
+    for name, when in (("created_after", created_after), ("created_before", created_before)):
+        if when is not None:
+            out[name] = when.isoformat()
+    return out
+
+
+def schedule_spec(name: str, job_type: JobTypeRef, payload: Payload, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A schedule spec as JSON: name, type, payload (checked by the type's input model when given a declaration)
+    and the other fields given (None values left out: the server's defaults apply)."""
+    spec: dict[str, Any] = {"name": name, "type": type_name(job_type), "payload": payload_json(job_type, payload)}
+    for key, value in options.items():
+        if value is not None:
+            spec[key] = value.isoformat() if isinstance(value, datetime) else value
+    return spec
+
+
+def op_id(op: str | Operation) -> str:
+    return op if isinstance(op, str) else op.id
 
 
 def job_id(job: JobRef) -> str:

@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from . import calls
 from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, Settings, WaitState, batch_bodies,
-                    batch_result, job_id, model_of, smaller_batch)
-from .errors import ApiError, InvalidRequest, TransportError, WaitTimeout
-from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, QueueStats, StatusChange
+                    batch_result, job_id, model_of, op_id, operation_filter, schedule_spec, smaller_batch)
+from .errors import ApiError, InvalidRequest, OperationTimeout, TransportError, WaitTimeout
+from .models import (Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Operation, Page, QueuePause,
+                     QueueStats, Schedule, ScheduleDetail, SchedulePage, StatusChange, Triggered, WorkerInfo)
 from .retry import RetryPolicy
 from .typed import JobSpec, JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
 
@@ -138,6 +139,118 @@ class AsyncClient:
 
     async def retry(self, job: JobRef) -> StatusChange:
         return await self.send(calls.retry(job_id(job)))
+
+    # --- operators (admin scope) ---
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers: pool, queues, state, current job and since when, heartbeat age, jobs finished and
+        failed, memory (admin scope)."""
+        return await self.send(calls.workers())
+
+    async def pause_queue(self, name: str, *, refuse_submits: bool = False) -> QueuePause:
+        """Pause a queue: workers claim none of its jobs until resumed (running ones finish); submits are still
+        accepted unless `refuse_submits` (then 409 queue-paused). Idempotent, so retried as any read."""
+        return await self.send(calls.pause_queue(name, refuse_submits))
+
+    async def resume_queue(self, name: str) -> QueuePause:
+        return await self.send(calls.resume_queue(name))
+
+    async def start_operation(self, action: str, *, queue: str | None = None, type: str | None = None,
+                        tenant: str | None = None, status: Iterable[str] | str | None = None,
+                        created_after: datetime | None = None, created_before: datetime | None = None) -> Operation:
+        """Start a bulk operation: `action` retry (failed jobs), cancel (waiting ones) or delete (ended ones;
+        `status` narrows it) on the jobs of the filter. Not sent again once a try may have reached the server (the
+        API takes no Idempotency-Key here): a lost answer raises TransportError; see operations()."""
+        return await self.send(calls.create_operation(action, operation_filter(
+            queue=queue, type=type, tenant=tenant, status=status, created_after=created_after,
+            created_before=created_before)))
+
+    async def operations(self) -> list[Operation]:
+        """The newest bulk operations (100 at most)."""
+        return await self.send(calls.operations())
+
+    async def operation(self, op: str | Operation) -> Operation:
+        return await self.send(calls.operation(op_id(op)))
+
+    async def cancel_operation(self, op: str | Operation) -> Operation:
+        """Stop an operation at its next step (jobs changed stay changed); an ended one is returned as it is."""
+        return await self.send(calls.cancel_operation(op_id(op)))
+
+    async def wait_operation(self, op: str | Operation, *, timeout: float | None = None,
+                             on_progress: Callable[[Operation], Awaitable[None] | None] | None = None,
+                             poll_interval: float = 0.5) -> Operation:
+        """Read the operation every `poll_interval` seconds until it has ended (done, canceled, failed) and return
+        it; `on_progress(op)` after each read. OperationTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            current = await self.operation(op)
+            if on_progress is not None:
+                maybe = on_progress(current)
+                if inspect.isawaitable(maybe):
+                    await maybe
+            if current.done:
+                return current
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                raise OperationTimeout(current, timeout or 0.0)
+            await asyncio.sleep(poll_interval)
+
+    # --- schedules (the caller's tenant) ---
+
+    async def create_schedule(self, name: str, job_type: JobTypeRef, payload: Payload = None, *,
+                              cron: str | None = None, interval_seconds: int | None = None, **options: Any
+                              ) -> Schedule:
+        """Create a schedule: one of `cron` (with `timezone=`) or `interval_seconds`; `options` are the other fields
+        of a schedule spec (queue, timeout, retry, result_ttl, start_at, end_at, jitter_seconds, overlap,
+        catch_up, catch_up_limit, misfire_grace_seconds, paused). Conflict when the name exists."""
+        return await self.create_schedule_spec(schedule_spec(name, job_type, payload, {
+            "cron": cron, "interval_seconds": interval_seconds, **options}))
+
+    async def create_schedule_spec(self, spec: Mapping[str, Any]) -> Schedule:
+        """Create a schedule from a whole spec (a JSON object as POST /v1/schedules takes it)."""
+        return await self.send(calls.create_schedule(dict(spec)))
+
+    async def schedules_page(self, *, limit: int = 50, cursor: str | None = None) -> SchedulePage:
+        return await self.send(calls.list_schedules(limit=limit, cursor=cursor))
+
+    async def schedules(self, *, page_size: int = 100) -> AsyncIterator[Schedule]:
+        """The tenant's schedules by name, following the cursors."""
+        cursor = None
+        while True:
+            page = await self.schedules_page(limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def schedule(self, name: str, *, next_runs: int = 5) -> ScheduleDetail:
+        """A schedule with its next `next_runs` ticks and its last runs (job ids and their status)."""
+        return await self.send(calls.get_schedule(name, next_runs))
+
+    async def update_schedule(self, name: str, **changes: Any) -> Schedule:
+        """Change the fields given (None clears an optional one; cron replaces interval_seconds and back)."""
+        body = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in changes.items()}
+        return await self.send(calls.update_schedule(name, body))
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (its jobs stay). A retry after a lost answer that finds it gone is a success."""
+        await self.send(calls.delete_schedule(name))
+
+    async def trigger_schedule(self, name: str) -> Triggered:
+        """Run the schedule's job now. Not sent again once a try may have reached the server (each try would
+        make a job): a lost answer raises TransportError."""
+        return await self.send(calls.trigger_schedule(name))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        return await self.send(calls.pause_schedule(name))
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Resume from the next tick after now (ticks of the pause are not caught up)."""
+        return await self.send(calls.resume_schedule(name))
+
+    async def revoke_key(self) -> None:
+        """Revoke this client's own API key in every API process (a one-use key); every later call gets 401."""
+        await self.send(calls.revoke_self())
 
     async def job_types(self) -> list[JobTypeInfo]:
         return await self.send(calls.job_types())

@@ -13,8 +13,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from .errors import ApiError, Conflict, from_problem
-from .models import Accepted, BatchItem, Job, JobTypeInfo, Page, QueueStats, StatusChange
+from .errors import ApiError, Conflict, NotFound, Unauthorized, from_problem
+from .models import (Accepted, BatchItem, Job, JobTypeInfo, Operation, Page, QueuePause, QueueStats, Schedule,
+                     ScheduleDetail, SchedulePage, StatusChange, Triggered, WorkerInfo)
 
 T = TypeVar("T")
 
@@ -29,6 +30,9 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     extra_timeout: float = 0.0  # a long poll holds the answer this much longer
     retry: bool = True  # False: one try (a probe must report what it sees)
+    # False for an action the server does not make idempotent (an operation's create, a schedule's trigger): no
+    # try after one that may have reached the server (a lost answer, a proxy's 502/504), lest it run twice
+    resend: bool = True
     # After a try that may have reached the server (the answer was lost), an error of a later try can mean
     # "already done by the lost one": replay maps it to the result, or returns None to raise it.
     replay: Callable[[ApiError], T | None] | None = None
@@ -133,6 +137,109 @@ def job_type(name: str) -> Call[JobTypeInfo]:
 
 def queues() -> Call[list[QueueStats]]:
     return Call("GET", "/v1/queues", lambda r: [QueueStats.model_validate(q) for q in r.json()["items"]])
+
+
+# --- operators (admin scope) ---
+
+def workers() -> Call[list[WorkerInfo]]:
+    return Call("GET", "/v1/workers", lambda r: [WorkerInfo.model_validate(w) for w in r.json()["items"]])
+
+
+def _queue_path(name: str) -> str:
+    return f"/v1/queues/{quote(name, safe='')}"
+
+
+def pause_queue(name: str, refuse_submits: bool = False) -> Call[QueuePause]:
+    # idempotent on the server: pausing a paused queue sets refuse_submits and keeps it paused
+    return Call("POST", f"{_queue_path(name)}:pause", lambda r: QueuePause.model_validate(r.json()),
+                json={"refuse_submits": refuse_submits})
+
+
+def resume_queue(name: str) -> Call[QueuePause]:
+    return Call("POST", f"{_queue_path(name)}:resume", lambda r: QueuePause.model_validate(r.json()))
+
+
+def _operation_path(op_id: str) -> str:
+    return f"/v1/operations/{quote(op_id, safe='')}"
+
+
+def create_operation(action: str, filter: dict[str, Any]) -> Call[Operation]:
+    # POST /v1/operations takes no Idempotency-Key: a second try after a lost answer would start a second
+    # operation (harmless for the jobs, which it finds changed, but a second resource): never resent once it may
+    # have been delivered; retried only when refused (429, 503) or never sent (connection refused)
+    return Call("POST", "/v1/operations", lambda r: Operation.model_validate(r.json()),
+                json={"action": action, "filter": filter}, resend=False)
+
+
+def operations() -> Call[list[Operation]]:
+    return Call("GET", "/v1/operations", lambda r: [Operation.model_validate(o) for o in r.json()["items"]])
+
+
+def operation(op_id: str) -> Call[Operation]:
+    return Call("GET", _operation_path(op_id), lambda r: Operation.model_validate(r.json()))
+
+
+def cancel_operation(op_id: str) -> Call[Operation]:
+    # idempotent: an ended operation is answered as it is
+    return Call("POST", f"{_operation_path(op_id)}:cancel", lambda r: Operation.model_validate(r.json()))
+
+
+# --- schedules (the caller's tenant) ---
+
+def _schedule_path(name: str) -> str:
+    return f"/v1/schedules/{quote(name, safe='')}"
+
+
+def create_schedule(spec: dict[str, Any]) -> Call[Schedule]:
+    # the name is the schedule's key: a retry after a lost answer creates nothing twice; it gets 409
+    # schedule-exists, raised as Conflict (the SDK cannot tell the lost try's schedule from an older one)
+    return Call("POST", "/v1/schedules", lambda r: Schedule.model_validate(r.json()), json=spec)
+
+
+def list_schedules(*, limit: int = 50, cursor: str | None = None) -> Call[SchedulePage]:
+    params: dict[str, Any] = {"limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", "/v1/schedules", lambda r: SchedulePage.model_validate(r.json()), params=params)
+
+
+def get_schedule(name: str, next_runs: int = 5) -> Call[ScheduleDetail]:
+    return Call("GET", _schedule_path(name), lambda r: ScheduleDetail.model_validate(r.json()),
+                params={"next": next_runs})
+
+
+def update_schedule(name: str, changes: dict[str, Any]) -> Call[Schedule]:
+    # a merge of the fields given: sending it twice leaves the same schedule
+    return Call("PATCH", _schedule_path(name), lambda r: Schedule.model_validate(r.json()), json=changes)
+
+
+def _gone(error: ApiError) -> bool | None:
+    """After a lost answer, the 404 of a later try is the lost try's delete."""
+    return True if isinstance(error, NotFound) else None
+
+
+def delete_schedule(name: str) -> Call[bool]:
+    return Call("DELETE", _schedule_path(name), lambda r: True, replay=_gone)
+
+
+def trigger_schedule(name: str) -> Call[Triggered]:
+    # each trigger makes a job (no idempotency key on the server): never resent once it may have been delivered
+    return Call("POST", f"{_schedule_path(name)}:trigger", lambda r: Triggered.model_validate(r.json()),
+                resend=False)
+
+
+def pause_schedule(name: str) -> Call[Schedule]:
+    return Call("POST", f"{_schedule_path(name)}:pause", lambda r: Schedule.model_validate(r.json()))
+
+
+def resume_schedule(name: str) -> Call[Schedule]:
+    return Call("POST", f"{_schedule_path(name)}:resume", lambda r: Schedule.model_validate(r.json()))
+
+
+def revoke_self() -> Call[bool]:
+    # after a lost answer, the next try's 401 is the revoked key: done
+    return Call("POST", "/v1/keys/self:revoke", lambda r: True,
+                replay=lambda error: True if isinstance(error, Unauthorized) else None)
 
 
 def healthz() -> Call[dict[str, Any]]:

@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from . import calls
 from ._base import (LONG_POLL, MAX_BATCH, Attempts, JobRef, ResultModel, Retry, Settings, WaitState, batch_bodies,
-                    batch_result, job_id, model_of, smaller_batch)
-from .errors import ApiError, InvalidRequest, TransportError, WaitTimeout
-from .models import Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Page, QueueStats, StatusChange
+                    batch_result, job_id, model_of, op_id, operation_filter, schedule_spec, smaller_batch)
+from .errors import ApiError, InvalidRequest, OperationTimeout, TransportError, WaitTimeout
+from .models import (Accepted, BatchItem, BatchResult, Job, JobSummary, JobTypeInfo, Operation, Page, QueuePause,
+                     QueueStats, Schedule, ScheduleDetail, SchedulePage, StatusChange, Triggered, WorkerInfo)
 from .retry import RetryPolicy
 from .typed import JobSpec, JobTypeRef, NewJob, Payload, options_json, payload_json, result_model, type_name
 
@@ -155,6 +156,114 @@ class Client:
     def retry(self, job: JobRef) -> StatusChange:
         """Queue a failed or canceled job again (same id). Conflict for a job in another state."""
         return self.send(calls.retry(job_id(job)))
+
+    # --- operators (admin scope) ---
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers: pool, queues, state, current job and since when, heartbeat age, jobs finished and
+        failed, memory (admin scope)."""
+        return self.send(calls.workers())
+
+    def pause_queue(self, name: str, *, refuse_submits: bool = False) -> QueuePause:
+        """Pause a queue: workers claim none of its jobs until resumed (running ones finish); submits are still
+        accepted unless `refuse_submits` (then 409 queue-paused). Idempotent, so retried as any read."""
+        return self.send(calls.pause_queue(name, refuse_submits))
+
+    def resume_queue(self, name: str) -> QueuePause:
+        return self.send(calls.resume_queue(name))
+
+    def start_operation(self, action: str, *, queue: str | None = None, type: str | None = None,
+                        tenant: str | None = None, status: Iterable[str] | str | None = None,
+                        created_after: datetime | None = None, created_before: datetime | None = None) -> Operation:
+        """Start a bulk operation: `action` retry (failed jobs), cancel (waiting ones) or delete (ended ones;
+        `status` narrows it) on the jobs of the filter. Not sent again once a try may have reached the server (the
+        API takes no Idempotency-Key here): a lost answer raises TransportError; see operations()."""
+        return self.send(calls.create_operation(action, operation_filter(
+            queue=queue, type=type, tenant=tenant, status=status, created_after=created_after,
+            created_before=created_before)))
+
+    def operations(self) -> list[Operation]:
+        """The newest bulk operations (100 at most)."""
+        return self.send(calls.operations())
+
+    def operation(self, op: str | Operation) -> Operation:
+        return self.send(calls.operation(op_id(op)))
+
+    def cancel_operation(self, op: str | Operation) -> Operation:
+        """Stop an operation at its next step (jobs changed stay changed); an ended one is returned as it is."""
+        return self.send(calls.cancel_operation(op_id(op)))
+
+    def wait_operation(self, op: str | Operation, *, timeout: float | None = None,
+                       on_progress: Callable[[Operation], None] | None = None, poll_interval: float = 0.5
+                       ) -> Operation:
+        """Read the operation every `poll_interval` seconds until it has ended (done, canceled, failed) and return
+        it; `on_progress(op)` after each read. OperationTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.operation(op)
+            if on_progress is not None:
+                on_progress(current)
+            if current.done:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OperationTimeout(current, timeout or 0.0)
+            time.sleep(poll_interval)
+
+    # --- schedules (the caller's tenant) ---
+
+    def create_schedule(self, name: str, job_type: JobTypeRef, payload: Payload = None, *, cron: str | None = None,
+                        interval_seconds: int | None = None, **options: Any) -> Schedule:
+        """Create a schedule: one of `cron` (with `timezone=`) or `interval_seconds`; `options` are the other fields
+        of a schedule spec (queue, timeout, retry, result_ttl, start_at, end_at, jitter_seconds, overlap,
+        catch_up, catch_up_limit, misfire_grace_seconds, paused). Conflict when the name exists."""
+        return self.create_schedule_spec(schedule_spec(name, job_type, payload, {
+            "cron": cron, "interval_seconds": interval_seconds, **options}))
+
+    def create_schedule_spec(self, spec: Mapping[str, Any]) -> Schedule:
+        """Create a schedule from a whole spec (a JSON object as POST /v1/schedules takes it)."""
+        return self.send(calls.create_schedule(dict(spec)))
+
+    def schedules_page(self, *, limit: int = 50, cursor: str | None = None) -> SchedulePage:
+        return self.send(calls.list_schedules(limit=limit, cursor=cursor))
+
+    def schedules(self, *, page_size: int = 100) -> Iterator[Schedule]:
+        """The tenant's schedules by name, following the cursors."""
+        cursor = None
+        while True:
+            page = self.schedules_page(limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def schedule(self, name: str, *, next_runs: int = 5) -> ScheduleDetail:
+        """A schedule with its next `next_runs` ticks and its last runs (job ids and their status)."""
+        return self.send(calls.get_schedule(name, next_runs))
+
+    def update_schedule(self, name: str, **changes: Any) -> Schedule:
+        """Change the fields given (None clears an optional one; cron replaces interval_seconds and back)."""
+        body = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in changes.items()}
+        return self.send(calls.update_schedule(name, body))
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (its jobs stay). A retry after a lost answer that finds it gone is a success."""
+        self.send(calls.delete_schedule(name))
+
+    def trigger_schedule(self, name: str) -> Triggered:
+        """Run the schedule's job now. Not sent again once a try may have reached the server (each try would
+        make a job): a lost answer raises TransportError."""
+        return self.send(calls.trigger_schedule(name))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        return self.send(calls.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Resume from the next tick after now (ticks of the pause are not caught up)."""
+        return self.send(calls.resume_schedule(name))
+
+    def revoke_key(self) -> None:
+        """Revoke this client's own API key in every API process (a one-use key); every later call gets 401."""
+        self.send(calls.revoke_self())
 
     # --- catalog, queues, probes ---
 

@@ -107,6 +107,16 @@ class WaitTimeout(JobengineError):
         super().__init__(f"job {job.id} still {job.status} after {timeout:g} s")
 
 
+class OperationTimeout(JobengineError):
+    """wait_operation() reached its timeout before the operation ended; `operation` is the last state read
+    (it goes on in the background)."""
+
+    def __init__(self, operation: Any, timeout: float) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(f"operation {operation.id} still {operation.state} after {timeout:g} s")
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
                                          409: Conflict, 413: InvalidRequest, 415: InvalidRequest,
                                          422: InvalidRequest, 429: TooManyRequests}

@@ -141,3 +141,125 @@ class QueueStats(_Model):
     finished: int
     canceled: int
     workers: int
+    paused: bool = False
+    refuse_submits: bool = False
+    paused_since: datetime | None = None
+
+
+class QueuePause(_Model):
+    """The answer to pause and resume of a queue."""
+
+    name: str
+    paused: bool
+    refuse_submits: bool = False
+    paused_since: datetime | None = None
+
+
+class CurrentJob(_Model):
+    id: str
+    since: datetime | None = None
+
+
+class WorkerInfo(_Model):
+    """A live worker as GET /v1/workers reads it (figures as of its last heartbeat)."""
+
+    name: str
+    pool: str | None = None
+    queues: list[str] = []
+    state: str = ""
+    current_job: CurrentJob | None = None
+    last_heartbeat: datetime | None = None
+    heartbeat_age_seconds: float | None = None
+    jobs_finished: int = 0
+    jobs_failed: int = 0
+    rss_bytes: int | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    birth: datetime | None = None
+
+
+OPERATION_ACTIONS = ("retry", "cancel", "delete")
+OPERATION_ENDED = frozenset({"done", "canceled", "failed"})
+
+
+class OperationCounts(_Model):
+    examined: int = 0
+    matched: int = 0
+    skipped: int = 0
+
+
+class Operation(_Model):
+    """A bulk operation (POST /v1/operations): `state` pending, running, done, canceled or failed; `progress`
+    0 to 1; `counts.matched`: jobs changed."""
+
+    id: str
+    action: str
+    filter: dict[str, Any] = {}
+    state: str
+    counts: OperationCounts = OperationCounts()
+    progress: float = 0.0
+    error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        """Ended (done, canceled or failed): the counts are final."""
+        return self.state in OPERATION_ENDED
+
+
+class Schedule(_Model):
+    """A schedule as the API lists it: its spec (name, type, payload, cron or interval_seconds, timezone,
+    overlap, catch_up...) and its state (active, paused, ended, broken), next_run_at and counters."""
+
+    name: str
+    type: str
+    payload: dict[str, Any] = {}
+    queue: str | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    interval_seconds: int | None = None
+    overlap: str = "allow"
+    catch_up: str = "skip"
+    paused: bool = False
+    state: str = ""
+    error: str | None = None
+    source: str = "api"
+    version: int = 0
+    next_run_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_job_id: str | None = None
+    fires: int = 0
+    skipped: int = 0
+    refused: int = 0
+
+
+class ScheduleRun(_Model):
+    tick: datetime | None = None
+    at: datetime | None = None
+    outcome: str = ""
+    job_id: str | None = None
+    job_status: str | None = None
+    count: int | None = None
+
+
+class ScheduleDetail(Schedule):
+    """GET /v1/schedules/{name}: the schedule, its next ticks and its last runs (newest first)."""
+
+    next_runs: list[datetime] = []
+    runs: list[ScheduleRun] = []
+
+
+class SchedulePage(_Model):
+    items: list[Schedule]
+    next_cursor: str | None = None
+
+
+class Triggered(_Model):
+    """The answer to a schedule's :trigger: the job it made now."""
+
+    id: str
+    status: str
+    location: str

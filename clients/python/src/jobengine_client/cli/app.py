@@ -22,7 +22,8 @@ from .profiles import ProfileError, resolve
 F = TypeVar("F", bound=Callable[..., Any])
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in exitcodes.TABLE) + "."
-app = typer.Typer(help="Submit and inspect jobengine jobs.", epilog=EPILOG, no_args_is_help=True,
+app = typer.Typer(help="Submit and inspect jobengine jobs; operate queues, workers, bulk operations and "
+                  "schedules.", epilog=EPILOG, no_args_is_help=True,
                   rich_markup_mode="rich", pretty_exceptions_enable=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
@@ -281,19 +282,6 @@ def types(
 
 @app.command()
 @handles_errors
-def queues(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Depth, in-flight, scheduled, failed, finished, canceled and workers per queue (admin scope)."""
-    opts = _options(ctx)
-    with opts.client() as client:
-        found = client.queues()
-    if as_json or opts.json:
-        output.print_json(found)
-    else:
-        output.out.print(output.queues_table(found))
-
-
-@app.command()
-@handles_errors
 def health(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Is the API alive (/healthz) and ready (/readyz: Redis answers)? Exit 5 when not ready."""
     opts = _options(ctx)
@@ -306,3 +294,6 @@ def health(ctx: typer.Context, as_json: JsonOption = False) -> None:
         output.out.print(f"{client.url}: alive, {ready}")
     if not state["ready"]:
         raise typer.Exit(exitcodes.UNAVAILABLE)
+
+
+from . import operators  # noqa: E402,F401  (registers workers, queues, bulk, ops and schedules on app)

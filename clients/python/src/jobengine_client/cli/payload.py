@@ -37,9 +37,18 @@ def _value(text: str) -> Any:
         return text
 
 
-def build(source: str | None, assignments: list[str]) -> dict[str, Any]:
-    """The payload object: `source` (JSON or @file), then each `key=value` (dotted keys make nested objects)."""
-    payload = _load(source) if source else {}
+def load_object(source: str, what: str) -> dict[str, Any]:
+    """A JSON object given inline or as @file (@- stdin)."""
+    value = _load(source)
+    if not isinstance(value, dict):
+        raise PayloadError(f"{what} must be a JSON object")
+    return value
+
+
+def build(source: str | None, assignments: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The payload object: `source` (JSON or @file; else `base`), then each `key=value` (dotted keys make nested
+    objects)."""
+    payload = _load(source) if source else json.loads(json.dumps(base or {}))
     if not isinstance(payload, dict):
         raise PayloadError("the payload must be a JSON object")
     for item in assignments:
@@ -57,9 +66,9 @@ def build(source: str | None, assignments: list[str]) -> dict[str, Any]:
     return payload
 
 
-def parse_time(text: str) -> datetime:
-    """--run-at: an RFC 3339 / ISO 8601 time (a trailing Z included); the API takes one without offset as UTC."""
+def parse_time(text: str, flag: str = "--run-at") -> datetime:
+    """An RFC 3339 / ISO 8601 time (a trailing Z included); the API takes one without offset as UTC."""
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise PayloadError(f"--run-at {text!r}: not an RFC 3339 time such as 2026-12-24T18:00:00Z") from None
+        raise PayloadError(f"{flag} {text!r}: not an RFC 3339 time such as 2026-12-24T18:00:00Z") from None
