@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from jobengine import keys
-from jobengine.scripts import source
+from jobengine.scripts import LUA_SETTINGS, source
 
 WORKER_SCRIPTS = ("claim", "complete", "complete_claim", "recover", "schedule")
 INCLUDES = ("_claim", "_complete", "_end", "_notify", "_uncount")
@@ -30,7 +30,7 @@ def test_the_prefixes_are_written_into_the_scripts(name: str) -> None:
 def test_every_prefix_a_script_names_is_defined() -> None:
     lua = resources.files("jobengine").joinpath("lua")
     named = {m for f in lua.iterdir() if f.name.endswith(".lua") for m in re.findall(r"\bK\.(\w+)", f.read_text())}
-    assert named and named <= set(keys.LUA_PREFIXES)
+    assert named and named <= set(keys.LUA_PREFIXES) | set(LUA_SETTINGS)
 
 
 def test_no_script_spells_a_key_prefix_itself() -> None:

@@ -55,17 +55,20 @@ local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, val
     if run_at > now then
       redis.call('HSET', jk, 'status', 'scheduled', 'worker_name', '', 'jobengine_claim', done)
       redis.call('ZADD', K.scheduled .. q, run_at, id)
+      emit_job(jk, id, 'job.retrying', q, 'scheduled')
       return 'scheduled'
     end
     redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'jobengine_claim', done, 'enqueued_at', stamp)
     redis.call('RPUSH', K.queue .. q, id)
     notify(q)
+    emit_job(jk, id, 'job.retrying', q, 'queued')
     return 'queued'
   elseif outcome == 'requeue' or outcome == 'release' then
     if outcome == 'release' then redis.call('HINCRBY', jk, 'jobengine_attempts', -1) end
     redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim', done)
     redis.call('LPUSH', K.queue .. q, id)
     notify(q)
+    emit_job(jk, id, 'job.queued', q, 'queued')
     return 'queued'
   end
   return 'unknown outcome ' .. outcome

@@ -45,6 +45,7 @@ local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, val
   add(ended.zadd, REGISTRY[status] .. q, expires_at(ended, ttl), id)
   uncount(jk, counter)
   redis.call('PUBLISH', K.done .. id, status)
+  emit_job(jk, id, END_EVENT[status], q, status)
 end
 
 local function end_jobs_written(ended)

@@ -24,5 +24,6 @@ local function requeue_job(id, jk, f, stamp, op)
   end
   redis.call('RPUSH', K.queue .. q, id)
   redis.call('SADD', K.queues, K.queue .. q)
+  emit_job(jk, id, 'job.queued', q, 'queued')
   return q
 end
