@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from jobengine.jobdata import TERMINAL
+from jobengine.metrics import EVENT_STREAMS
 
 from ..deps import ContextDep, JobId, ReadPrincipal
 from ..events import EVENT_TYPES, TERMINAL_TYPES, EventHub, follow, stream_id
@@ -61,8 +62,17 @@ def _split(value: str | None, field: str, allowed: tuple[str, ...] | None = None
 def _response(request: Request, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
     ctx = request.app.state.ctx
     # X-Accel-Buffering: a buffering proxy (nginx ingress) would hold the events back
-    return EventSourceResponse(stream, ping=ctx.settings.events_heartbeat_seconds,
+    return EventSourceResponse(_counted(stream), ping=ctx.settings.events_heartbeat_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _counted(stream: AsyncIterator[ServerSentEvent]) -> AsyncIterator[ServerSentEvent]:
+    EVENT_STREAMS.inc()
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        EVENT_STREAMS.dec()
 
 
 @router.get("/events", summary="The tenant's job events (server-sent events)",
