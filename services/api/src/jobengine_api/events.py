@@ -22,6 +22,8 @@ import orjson
 from jobengine import keys
 from jobengine.redis_conn import TRANSIENT_ERRORS
 
+from .problems import unavailable
+
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("job.queued", "job.started", "job.progress", "job.retrying", "job.finished", "job.failed",
@@ -48,7 +50,7 @@ def event_json(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": entry_id, "type": fields.get(b"t", b"").decode(), "job_id": fields.get(b"j", b"").decode(),
         "job_type": job_type, "queue": fields.get(b"q", b"").decode(), "status": fields.get(b"s", b"").decode(),
-        "at": datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+        "at": datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
     }
     if b"p" in fields:
         doc["progress"] = orjson.loads(fields[b"p"])
@@ -129,6 +131,7 @@ class EventHub:
         self.redis = redis
         # a blocked XREAD must answer before the client's socket timeout counts it as failed
         self.block_ms = max(100, int(min(5.0, socket_timeout / 2) * 1000))
+        self.start_timeout = socket_timeout * 2
         self.readers: dict[str, TenantReader] = {}
 
     async def subscribe(self, tenant: str) -> Subscriber:
@@ -137,7 +140,12 @@ class EventHub:
             reader = self.readers[tenant] = TenantReader(self, tenant)
         sub = Subscriber()
         reader.subscribers.add(sub)
-        await reader.started.wait()
+        if not reader.started.is_set():
+            try:  # the reader's first read: Redis unreachable -> 503 now, rather than a stream that never starts
+                await asyncio.wait_for(reader.started.wait(), self.start_timeout)
+            except TimeoutError:
+                reader.subscribers.discard(sub)
+                raise unavailable() from None
         return sub
 
     def unsubscribe(self, tenant: str, sub: Subscriber) -> None:
