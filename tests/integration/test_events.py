@@ -35,7 +35,8 @@ def submit(api, body: dict, key: str = TEST_KEY) -> str:  # type: ignore[no-unty
 
 
 def test_one_job_from_queued_to_finished_with_progress(api, start_worker) -> None:
-    job = submit(api, {"type": "sleep", "payload": {"seconds": 0.6, "steps": 3}})
+    job = submit(api, {"type": "sleep", "payload": {"seconds": 1.2, "steps": 3}})  # (reports 0.4 s apart: none
+    # is dropped by the worker's 0.2 s rate limit)
     reader = SseReader(f"{api.base_url}/v1/jobs/{job}/events", auth(TEST_KEY)).start()
     assert reader.status == 200
     wait_until(lambda: reader.types() == ["job.queued"], timeout=10, message="the job's queued event")
