@@ -45,10 +45,6 @@ def _resume_id(value: str | None) -> str | None:
     return f"{ms}-{seq}"
 
 
-def _sse(event: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"], id=event["id"])
-
-
 def _split(value: str | None, field: str, allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:
     if not value:
         return None
@@ -59,14 +55,14 @@ def _split(value: str | None, field: str, allowed: tuple[str, ...] | None = None
     return items
 
 
-def _response(request: Request, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+def _response(request: Request, stream: AsyncIterator[Any]) -> EventSourceResponse:
     ctx = request.app.state.ctx
     # X-Accel-Buffering: a buffering proxy (nginx ingress) would hold the events back
     return EventSourceResponse(_counted(stream), ping=ctx.settings.events_heartbeat_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _counted(stream: AsyncIterator[ServerSentEvent]) -> AsyncIterator[ServerSentEvent]:
+async def _counted(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
     EVENT_STREAMS.inc()
     try:
         async for item in stream:
@@ -88,15 +84,16 @@ async def tenant_events(
     after = _resume_id(last_event_id)
     hub, tenant = _hub(request), principal.tenant
 
-    def matches(event: dict[str, Any]) -> bool:
+    def filtered(event: dict[str, Any]) -> bool:
         return (queues is None or event["queue"] in queues) and (types is None or event["type"] in types)
 
+    matches = None if queues is None and types is None else filtered
     sub = await hub.subscribe(tenant)
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncIterator[bytes]:
         try:
-            async for event in follow(hub, tenant, sub, after, ctx.settings.events_max_len, matches):
-                yield _sse(event)
+            async for batch in follow(hub, tenant, sub, after, ctx.settings.events_max_len, matches):
+                yield b"".join(encoded for _, encoded in batch)  # one write a batch
         finally:
             hub.unsubscribe(tenant, sub)
 
@@ -130,23 +127,24 @@ async def job_events(
     def matches(event: dict[str, Any]) -> bool:
         return event["job_id"] == job_id
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncIterator[bytes]:
         try:
-            async for event in follow(hub, tenant, sub, after, ctx.settings.events_max_len, matches):
-                yield _sse(event)
-                if event["type"] in TERMINAL_TYPES:
+            async for batch in follow(hub, tenant, sub, after, ctx.settings.events_max_len, matches):
+                end = next((i for i, (event, _) in enumerate(batch) if event["type"] in TERMINAL_TYPES), None)
+                yield b"".join(encoded for _, encoded in (batch if end is None else batch[:end + 1]))
+                if end is not None:
                     return
             # (the subscriber was closed: the process stops or the client lagged; it resumes by Last-Event-ID)
         finally:
             hub.unsubscribe(tenant, sub)
 
-    async def with_end_check() -> AsyncIterator[ServerSentEvent]:
+    async def with_end_check() -> AsyncIterator[bytes | ServerSentEvent]:
         """A job that ended before its events could be read back (trimmed, or older than the stream): its
         current state as one event without an id, and the stream ends."""
         if snapshot is not None and snapshot["status"] in TERMINAL:
             found = False
-            async for event in hub.history(tenant, after, ctx.settings.events_max_len):
-                if event["job_id"] == job_id and event["type"] in TERMINAL_TYPES:
+            async for page in hub.history(tenant, after, ctx.settings.events_max_len):
+                if any(e["job_id"] == job_id and e["type"] in TERMINAL_TYPES for e, _ in page):
                     found = True
                     break
             if not found:
