@@ -180,5 +180,7 @@ def test_every_event_delivered_at_least_once_when_delivery_processes_are_killed(
     got = receiver.got()
     assert all(g["verified"] for g in got)
     assert {g["body"]["data"]["job_id"] for g in got} == set(jobs)
+    # the job type: from the job's queued entry, or read from its hash by a process that never saw that entry
+    assert {g["body"]["data"]["job_type"] for g in got} == {"echo"}
     ids = [g["id"] for g in got]
     assert len(ids) > len(set(ids))  # answered to a killed process, so sent again: at least once, not at most

@@ -14,12 +14,12 @@ from jobengine_api.webhooks.delivery import MAX_BACKOFF, backoff, delivery_id
 
 
 def test_an_entry_becomes_the_event_document() -> None:
-    doc = event_json("1764861234567-3", {b"t": b"job.progress", b"j": b"abc", b"k": b"sleep()", b"q": b"low",
-                                         b"s": b"started", b"p": b'{"fraction": 0.5, "message": "half"}'})
+    doc = event_json("1764861234567-3", {b"e": b"job.progress abc low started sleep()",
+                                         b"p": b'{"fraction": 0.5, "message": "half"}'})
     assert doc == {"id": "1764861234567-3", "type": "job.progress", "job_id": "abc", "job_type": "sleep",
                    "queue": "low", "status": "started", "at": "2025-12-04T15:13:54.567Z",
                    "progress": {"fraction": 0.5, "message": "half"}}
-    assert "progress" not in event_json("1-0", {b"t": b"job.queued"})
+    assert "progress" not in event_json("1-0", {b"e": b"job.queued abc low queued add()"})
 
 
 def test_stream_ids_compare_as_pairs() -> None:

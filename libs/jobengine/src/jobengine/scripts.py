@@ -25,15 +25,18 @@ KEY_PREFIX = re.compile(r"\bK\.(\w+)")
 
 
 LUA_SETTINGS = ("events_max_len",)  # K.<name> that are settings, not key prefixes
-EVENTS = "_events"  # put before every script: each state change emits its event in one line (lua/_events.lua)
+EVENTS = "_events"  # put before the scripts that change a job's state: one line emits each change's event
+EMITTING = frozenset({"enqueue", "claim", "complete", "complete_claim", "recover", "cancel", "requeue", "fire",
+                      "bulk", "progress"})
 
 
 def source(name: str) -> str:
     """A script's text, with each `--!include <file>` line replaced by lua/<file>.lua (Redis scripts
     cannot load one another: shared functions are inlined), and each key prefix `K.<name>` by its string
     from keys.LUA_PREFIXES: spelled once, and a constant in the script (no table built at each call).
-    Every script starts with lua/_events.lua (the events stream's emit functions)."""
-    return KEY_PREFIX.sub(_prefix, _included(EVENTS) + _included(name))
+    The scripts that change a job's state (EMITTING) start with lua/_events.lua (the events stream's emit
+    functions)."""
+    return KEY_PREFIX.sub(_prefix, (_included(EVENTS) if name in EMITTING else "") + _included(name))
 
 
 def _included(name: str) -> str:

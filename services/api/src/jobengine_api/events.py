@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,18 +46,56 @@ def stream_id(value: str | bytes) -> tuple[int, int]:
 
 def event_json(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
     """A stream entry as the API's event document (the SSE data:): docs/events.md spells its fields."""
-    job_type = fields.get(b"k", b"").decode()
+    # e: '<type> <job id> <queue> <status> <job type>' (lua/_events.lua packs them in one field)
+    etype, job_id, queue, status, job_type = (fields.get(b"e", b"").decode().split(" ", 4) + [""] * 5)[:5]
     if job_type.endswith("()"):  # RQ's description, '<type>()'
         job_type = job_type[:-2]
     ms = int(entry_id.split("-", 1)[0])
     doc: dict[str, Any] = {
-        "id": entry_id, "type": fields.get(b"t", b"").decode(), "job_id": fields.get(b"j", b"").decode(),
-        "job_type": job_type, "queue": fields.get(b"q", b"").decode(), "status": fields.get(b"s", b"").decode(),
+        "id": entry_id, "type": etype, "job_id": job_id, "job_type": job_type, "queue": queue, "status": status,
         "at": datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
     }
     if b"p" in fields:
         doc["progress"] = orjson.loads(fields[b"p"])
     return doc
+
+
+class JobTypes:
+    """The job type of events whose entry lacks it (the claim and complete scripts do not read it: a hash field
+    a job less): remembered from the job's earlier events (its job.queued has it), else read from the job's hash,
+    one pipelined read a batch. Bounded: the oldest jobs are forgotten first."""
+
+    def __init__(self, redis: Any, size: int = 100_000) -> None:
+        self.redis = redis
+        self.size = size
+        self.known: OrderedDict[str, str] = OrderedDict()
+
+    async def fill(self, events: list[dict[str, Any]]) -> None:
+        missing: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["job_type"]:
+                self._remember(event["job_id"], event["job_type"])
+            elif (known := self.known.get(event["job_id"])) is not None:
+                event["job_type"] = known
+            else:
+                missing.setdefault(event["job_id"], []).append(event)
+        if not missing:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in missing:
+                pipe.hget(keys.job(job_id), "description")
+            found = await pipe.execute()
+        for (job_id, waiting), description in zip(missing.items(), found, strict=True):
+            job_type = (description or b"").decode().removesuffix("()")
+            if job_type:
+                self._remember(job_id, job_type)
+            for event in waiting:
+                event["job_type"] = job_type
+
+    def _remember(self, job_id: str, job_type: str) -> None:
+        self.known[job_id] = job_type
+        if len(self.known) > self.size:
+            self.known.popitem(last=False)
 
 
 def sse_bytes(event: dict[str, Any]) -> bytes:
@@ -67,12 +106,15 @@ def sse_bytes(event: dict[str, Any]) -> bytes:
 Event = tuple[dict[str, Any], bytes]  # the document and its SSE encoding
 
 
-def _decoded(entries: Iterable[tuple[Any, Any]]) -> list[Event]:
-    out = []
-    for entry_id, fields in entries:
-        event = event_json(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)
-        out.append((event, sse_bytes(event)))
-    return out
+def decoded(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    return [event_json(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)
+            for entry_id, fields in entries]
+
+
+async def _encoded(types: JobTypes, entries: Iterable[tuple[Any, Any]]) -> list[Event]:
+    events = decoded(entries)
+    await types.fill(events)
+    return [(event, sse_bytes(event)) for event in events]
 
 
 @dataclass(eq=False)
@@ -132,7 +174,7 @@ class TenantReader:
                 delay = min(delay * 2, 5.0)
                 continue
             for _key, entries in reply or ():
-                batch = _decoded(entries)
+                batch = await _encoded(self.hub.types, entries)
                 if batch:
                     last = batch[-1][0]["id"]
                     for sub in tuple(self.subscribers):
@@ -151,6 +193,7 @@ class EventHub:
         self.block_ms = max(100, int(min(5.0, socket_timeout / 2) * 1000))
         self.start_timeout = socket_timeout * 2
         self.readers: dict[str, TenantReader] = {}
+        self.types = JobTypes(redis)
 
     async def subscribe(self, tenant: str) -> Subscriber:
         reader = self.readers.get(tenant)
@@ -193,7 +236,7 @@ class EventHub:
             entries = await self.redis.xrange(keys.events(tenant), start, "+", count=min(READ_COUNT, limit - sent))
             if not entries:
                 return
-            yield _decoded(entries)
+            yield await _encoded(self.types, entries)
             sent += len(entries)
             start = "(" + (entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0])
 

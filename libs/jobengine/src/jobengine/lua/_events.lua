@@ -1,18 +1,20 @@
--- Job events (docs/guarantees.md, "Events"): scripts.py puts this before every script, so each state change
--- is one line where it happens. One bounded stream per tenant, jobengine:events:<tenant>, entries
--- {t: type, j: job id, k: job type (RQ's description, 'add()'), q: queue, s: status, p: progress JSON}; the
--- time is the entry id's. The API's SSE and webhook loops read them (jobengine_api/events.py, webhooks/).
+-- Job events (docs/guarantees.md, "Events and webhooks"): scripts.py puts this before every script, so each
+-- state change is one line where it happens. One bounded stream per tenant, jobengine:events:<tenant>; an entry
+-- is one field e = '<type> <job id> <queue> <status> <job type>' (one packed field: a third of the work of five
+-- fields for XADD into the chart's 512-byte stream nodes), and p = progress JSON for job.progress; its time is
+-- the entry id's. The job type (RQ's description, 'add()') is written where the script has it at hand (enqueue,
+-- progress, operators' requeues), not where it would cost a hash field read a job (claim, complete): the API
+-- fills it in (jobengine_api/events.py: JobTypes).
 -- A job without a tenant (written by the Producer or stock RQ) has no stream: nothing is written for it.
 -- K.events_max_len: JOBENGINE_EVENTS_MAX_LEN, put in as the scripts load; '~' trims whole nodes only.
 
 local function emit(tenant, id, etype, q, status, jtype, progress)
   if not tenant then return end
+  local e = etype .. ' ' .. id .. ' ' .. q .. ' ' .. status .. ' ' .. (jtype or '')
   if progress then
-    redis.call('XADD', K.events .. tenant, 'MAXLEN', '~', K.events_max_len, '*', 't', etype, 'j', id,
-               'k', jtype or '', 'q', q, 's', status, 'p', progress)
+    redis.call('XADD', K.events .. tenant, 'MAXLEN', '~', K.events_max_len, '*', 'e', e, 'p', progress)
   else
-    redis.call('XADD', K.events .. tenant, 'MAXLEN', '~', K.events_max_len, '*', 't', etype, 'j', id,
-               'k', jtype or '', 'q', q, 's', status)
+    redis.call('XADD', K.events .. tenant, 'MAXLEN', '~', K.events_max_len, '*', 'e', e)
   end
 end
 
@@ -34,4 +36,11 @@ local function emit_enqueued(keys, argv)
        tonumber(argv[2]) > 0 and 'scheduled' or 'queued', jtype)
 end
 
-local END_EVENT = {finished = 'job.finished', failed = 'job.failed', canceled = 'job.canceled'}
+-- end_job's event: its tenant as the caller read it (false: the job has none), or nil (not read: one HMGET here).
+local function emit_end(jk, id, status, q, tenant)
+  if tenant == nil then
+    emit_job(jk, id, 'job.' .. status, q, status)
+  elseif tenant then
+    emit(tenant, id, 'job.' .. status, q, status)
+  end
+end

@@ -32,7 +32,7 @@ from jobengine.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS
 from jobengine.redis_conn import TRANSIENT_ERRORS
 from jobengine.settings import Settings
 
-from ..events import TERMINAL_TYPES, event_json
+from ..events import TERMINAL_TYPES, JobTypes, decoded
 from . import guard, signing
 from .store import CALLBACK, DELIVERY_TTL, LOG_KEPT, Subscription, WebhookStore, _dict, _s
 
@@ -93,6 +93,7 @@ class Deliveries:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.record = redis.register_script(RECORD)
         self.take = redis.register_script(TAKE)
+        self.types = JobTypes(redis)
         self.subs: dict[str, tuple[bytes | None, list[Subscription]]] = {}  # tenant: (version, subscriptions)
         self.http = httpx.AsyncClient(timeout=settings.webhooks_timeout_seconds, follow_redirects=False,
                                       limits=httpx.Limits(max_connections=SEND_BATCH * 2))
@@ -178,7 +179,8 @@ class Deliveries:
 
     async def _intake_entries(self, tenant: str, entries: list[Any]) -> None:
         subs = await self._subscriptions(tenant)
-        events = [event_json(_s(eid), fields) for eid, fields in entries]
+        events = decoded(entries)
+        await self.types.fill(events)
         ended = [e["job_id"] for e in events if e["type"] in TERMINAL_TYPES]
         callbacks: dict[str, str] = {}
         if ended:
