@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from tests.conftest import ROOT
+from tests.support.sse import event_ids
 from tests.support.wait import wait_until
 
 ALLOW = {"JOBENGINE_WEBHOOKS_ALLOW_PRIVATE": "true", "JOBENGINE_WEBHOOKS_BACKOFF_SECONDS": "0.2"}
@@ -170,8 +171,9 @@ def test_every_event_delivered_at_least_once_when_delivery_processes_are_killed(
         wait_until(lambda n=len(receiver.got()): len(receiver.got()) >= n + 5, timeout=20, message="deliveries")
         victim.proc.signal(signal.SIGKILL)
     start_api(**fast)  # the survivor
-    wait_until(lambda: len(r.xrange("jobengine:events:default")) == 60, timeout=20, message="every job's 3 events")
-    events = {entry_id.decode() for entry_id, _ in r.xrange("jobengine:events:default")}
+    wait_until(lambda: len(event_ids(r, "jobengine:events:default")) == 60, timeout=20,
+               message="every job's 3 events")
+    events = set(event_ids(r, "jobengine:events:default"))
 
     def delivered_events() -> set[str]:
         return {g["body"]["data"]["id"] for g in receiver.delivered()}

@@ -74,3 +74,10 @@ class SseReader:
 
     def types(self, job_id: str | None = None) -> list[str]:
         return [e.data["type"] for e in list(self.events) if job_id is None or e.data["job_id"] == job_id]
+
+
+def event_ids(r: Any, key: str) -> list[str]:
+    """The ids of the events in a tenant's stream (`r`: a redis.Redis): event n of entry <ms>-<seq> is
+    <ms>-<seq>-<n>, one event a line of the entry's field e (lua/_events.lua)."""
+    return [f"{entry_id.decode()}-{n}" for entry_id, fields in r.xrange(key)
+            for n in range(len(fields[b"e"].split(b"\n")))]

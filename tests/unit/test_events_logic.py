@@ -8,24 +8,30 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from jobengine_api.events import event_json, stream_id
+from jobengine_api.events import WHOLE_ENTRY, entry_events, stream_id
 from jobengine_api.webhooks import guard, signing
 from jobengine_api.webhooks.delivery import MAX_BACKOFF, backoff, delivery_id
 
 
-def test_an_entry_becomes_the_event_document() -> None:
-    doc = event_json("1764861234567-3", {b"e": b"job.progress abc low started sleep()",
-                                         b"p": b'{"fraction": 0.5, "message": "half"}'})
-    assert doc == {"id": "1764861234567-3", "type": "job.progress", "job_id": "abc", "job_type": "sleep",
+def test_an_entry_becomes_its_event_documents() -> None:
+    (doc,) = entry_events("1764861234567-3", {b"e": b"job.progress abc low started sleep()",
+                                              b"p": b'{"fraction": 0.5, "message": "half"}'})
+    assert doc == {"id": "1764861234567-3-0", "type": "job.progress", "job_id": "abc", "job_type": "sleep",
                    "queue": "low", "status": "started", "at": "2025-12-04T15:13:54.567Z",
                    "progress": {"fraction": 0.5, "message": "half"}}
-    assert "progress" not in event_json("1-0", {b"e": b"job.queued abc low queued add()"})
+    batch = entry_events("1-0", {b"e": b"job.finished a low finished \njob.started b default started "})
+    assert [(d["id"], d["type"], d["job_id"], d["job_type"]) for d in batch] == [
+        ("1-0-0", "job.finished", "a", ""), ("1-0-1", "job.started", "b", "")]
+    assert all("progress" not in d for d in batch)
 
 
-def test_stream_ids_compare_as_pairs() -> None:
-    assert stream_id("10-2") > stream_id("9-99") and stream_id(b"5") == (5, 0)
-    with pytest.raises(ValueError):
-        stream_id("yesterday")
+def test_event_ids_compare_as_triples() -> None:
+    assert stream_id("10-2-0") > stream_id("9-99-5") and stream_id("10-2-1") > stream_id("10-2-0")
+    assert stream_id("10-2") > stream_id("10-2-7")  # a bare entry id: after all of its events
+    assert stream_id(b"5") == (5, 0, WHOLE_ENTRY)
+    for bad in ("yesterday", "1-2-3-4", "-1", "1--2"):
+        with pytest.raises(ValueError):
+            stream_id(bad)
 
 
 def test_signatures_verify_with_the_standardwebhooks_package_with_either_secret() -> None:

@@ -37,27 +37,34 @@ GATHER_SECONDS = 0.05  # after a read that found entries, the reader waits this 
 CLOSED = None  # put in a subscriber's queue: the stream ends (it lagged, or the process stops)
 
 
-def stream_id(value: str | bytes) -> tuple[int, int]:
-    """A stream id as a comparable pair; ValueError when it is not one ('<ms>-<seq>' or '<ms>')."""
+WHOLE_ENTRY = 1 << 62  # the event index of an id given as a bare stream id: after every event of that entry
+
+
+def stream_id(value: str | bytes) -> tuple[int, int, int]:
+    """An event id '<ms>-<seq>-<n>' (event n of stream entry <ms>-<seq>) as a comparable triple; a bare stream
+    id ('<ms>-<seq>' or '<ms>') stands for its entry's last event. ValueError when it is neither."""
     text = value.decode() if isinstance(value, bytes) else value
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    parts = text.split("-")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not an event id: {text!r}")
+    numbers = [int(p) for p in parts]
+    return numbers[0], numbers[1] if len(numbers) > 1 else 0, numbers[2] if len(numbers) > 2 else WHOLE_ENTRY
 
 
-def event_json(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """A stream entry as the API's event document (the SSE data:): docs/events.md spells its fields."""
-    # e: '<type> <job id> <queue> <status> <job type>' (lua/_events.lua packs them in one field)
-    etype, job_id, queue, status, job_type = (fields.get(b"e", b"").decode().split(" ", 4) + [""] * 5)[:5]
-    if job_type.endswith("()"):  # RQ's description, '<type>()'
-        job_type = job_type[:-2]
+def entry_events(entry_id: str, fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """A stream entry's events as the API's event documents (the SSE data:). Field e holds one event a line,
+    '<type> <job id> <queue> <status> <job type>' (lua/_events.lua); p, a job.progress entry's progress."""
     ms = int(entry_id.split("-", 1)[0])
-    doc: dict[str, Any] = {
-        "id": entry_id, "type": etype, "job_id": job_id, "job_type": job_type, "queue": queue, "status": status,
-        "at": datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
-    }
+    at = datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    out = []
+    for n, line in enumerate(fields.get(b"e", b"").decode().split("\n")):
+        etype, job_id, queue, status, job_type = (line.split(" ", 4) + [""] * 5)[:5]
+        out.append({"id": f"{entry_id}-{n}", "type": etype, "job_id": job_id,
+                    "job_type": job_type.removesuffix("()"),  # RQ's description, '<type>()'
+                    "queue": queue, "status": status, "at": at})
     if b"p" in fields:
-        doc["progress"] = orjson.loads(fields[b"p"])
-    return doc
+        out[0]["progress"] = orjson.loads(fields[b"p"])
+    return out
 
 
 class JobTypes:
@@ -107,8 +114,8 @@ Event = tuple[dict[str, Any], bytes]  # the document and its SSE encoding
 
 
 def decoded(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
-    return [event_json(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)
-            for entry_id, fields in entries]
+    return [event for entry_id, fields in entries
+            for event in entry_events(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)]
 
 
 async def _encoded(types: JobTypes, entries: Iterable[tuple[Any, Any]]) -> list[Event]:
@@ -176,7 +183,7 @@ class TenantReader:
             for _key, entries in reply or ():
                 batch = await _encoded(self.hub.types, entries)
                 if batch:
-                    last = batch[-1][0]["id"]
+                    last = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]
                     for sub in tuple(self.subscribers):
                         sub.offer(batch)
             if reply:
@@ -229,20 +236,20 @@ class EventHub:
         self.readers.clear()
 
     async def history(self, tenant: str, after: str, limit: int) -> AsyncIterator[list[Event]]:
-        """The tenant's events after the id `after` (exclusive), oldest first, at most `limit`, in pages."""
-        start = f"({after}"
+        """The tenant's events after the event id `after` (exclusive), oldest first, from at most `limit` entries,
+        in pages."""
+        ms, seq, n = bound = stream_id(after)
+        start = f"{ms}-{seq}"  # its entry too: the events after the n-th of it
         sent = 0
         while sent < limit:
             entries = await self.redis.xrange(keys.events(tenant), start, "+", count=min(READ_COUNT, limit - sent))
             if not entries:
                 return
-            yield await _encoded(self.types, entries)
+            page = [e for e in await _encoded(self.types, entries) if stream_id(e[0]["id"]) > bound]
+            if page:
+                yield page
             sent += len(entries)
             start = "(" + (entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0])
-
-    async def oldest(self, tenant: str) -> str | None:
-        first = await self.redis.xrange(keys.events(tenant), "-", "+", count=1)
-        return first[0][0].decode() if first else None
 
 
 async def follow(hub: EventHub, tenant: str, sub: Subscriber, after: str | None, limit: int,
@@ -250,7 +257,7 @@ async def follow(hub: EventHub, tenant: str, sub: Subscriber, after: str | None,
     """The events a subscriber sees, in batches: those after `after` from the stream first (a resume), then the
     live ones, each once (an entry both read back and fanned out is skipped by id), filtered by
     `matches(event)` (None: all)."""
-    seen: tuple[int, int] | None = None
+    seen: tuple[int, int, int] | None = None
     if after is not None:
         async for page in hub.history(tenant, after, limit):
             seen = stream_id(page[-1][0]["id"])

@@ -39,10 +39,10 @@ def _resume_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     try:
-        ms, seq = stream_id(value.strip())
+        ms, seq, n = stream_id(value.strip())
     except ValueError:
-        raise invalid([{"field": "Last-Event-ID", "message": "not an event id (<ms>-<seq>)"}]) from None
-    return f"{ms}-{seq}"
+        raise invalid([{"field": "Last-Event-ID", "message": "not an event id (<ms>-<seq>-<n>)"}]) from None
+    return f"{ms}-{seq}-{n}"
 
 
 def _split(value: str | None, field: str, allowed: tuple[str, ...] | None = None) -> frozenset[str] | None:

@@ -44,15 +44,15 @@ MAX_BACKOFF = 3600.0
 ERROR_TEXT_MAX = 500
 
 # KEYS[1] the events stream  KEYS[2] the due zset; ARGV[1] group  ARGV[2] entry id  ARGV[3] now (epoch s)
-# ARGV[4] delivery TTL  ARGV[5] log length kept  ARGV[6] tenant; then 4 per delivery: id, webhook id (or
-# 'callback'), url ('' for a subscription: read at each attempt), body. Records the deliveries not recorded yet,
-# then XACKs the entry.
+# ARGV[4] delivery TTL  ARGV[5] log length kept  ARGV[6] tenant; then 5 per delivery: id, webhook id (or
+# 'callback'), url ('' for a subscription: read at each attempt), body, event id. Records the deliveries not
+# recorded yet, then XACKs the entry.
 RECORD = """
-for i = 7, #ARGV, 4 do
+for i = 7, #ARGV, 5 do
   local key = '""" + keys.delivery("") + """' .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'id', ARGV[i], 'webhook', ARGV[i + 1], 'url', ARGV[i + 2], 'body', ARGV[i + 3],
-               'event_id', ARGV[2], 'tenant', ARGV[6], 'status', 'pending', 'attempts', '0', 'created_at', ARGV[3],
+               'event_id', ARGV[i + 4], 'tenant', ARGV[6], 'status', 'pending', 'attempts', '0', 'created_at', ARGV[3],
                'next_attempt_at', ARGV[3])
     redis.call('EXPIRE', key, ARGV[4])
     redis.call('ZADD', KEYS[2], ARGV[3], ARGV[i])
@@ -179,7 +179,8 @@ class Deliveries:
 
     async def _intake_entries(self, tenant: str, entries: list[Any]) -> None:
         subs = await self._subscriptions(tenant)
-        events = decoded(entries)
+        per_entry = [(_s(entry_id), decoded([(entry_id, fields)])) for entry_id, fields in entries]
+        events = [event for _, of_entry in per_entry for event in of_entry]
         await self.types.fill(events)
         ended = [e["job_id"] for e in events if e["type"] in TERMINAL_TYPES]
         callbacks: dict[str, str] = {}
@@ -187,14 +188,16 @@ class Deliveries:
             urls = await self.redis.mget([keys.callback(j) for j in ended])
             callbacks = {j: _s(u) for j, u in zip(ended, urls, strict=True) if u}
         now = repr(time.time())
-        for event in events:
-            body = orjson.dumps({"type": event["type"], "timestamp": event["at"], "data": event})
-            args: list[Any] = [keys.WEBHOOK_GROUP, event["id"], now, DELIVERY_TTL, LOG_KEPT, tenant]
-            for sub in subs:
-                if sub.wants(event["type"]):
-                    args += [delivery_id(event["id"], sub.id), sub.id, "", body]
-            if event["type"] in TERMINAL_TYPES and event["job_id"] in callbacks:
-                args += [delivery_id(event["id"], CALLBACK), CALLBACK, callbacks[event["job_id"]], body]
+        for entry_id, of_entry in per_entry:  # each entry's deliveries recorded and the entry acknowledged at once
+            args: list[Any] = [keys.WEBHOOK_GROUP, entry_id, now, DELIVERY_TTL, LOG_KEPT, tenant]
+            for event in of_entry:
+                body = orjson.dumps({"type": event["type"], "timestamp": event["at"], "data": event})
+                for sub in subs:
+                    if sub.wants(event["type"]):
+                        args += [delivery_id(event["id"], sub.id), sub.id, "", body, event["id"]]
+                if event["type"] in TERMINAL_TYPES and event["job_id"] in callbacks:
+                    args += [delivery_id(event["id"], CALLBACK), CALLBACK, callbacks[event["job_id"]], body,
+                             event["id"]]
             await self.record(keys=[keys.events(tenant), keys.DELIVERIES_DUE], args=args)
             if len(args) > 6:
                 self.wake.set()
