@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         runner = OperationRunner(client, store.scripts.bulk, settings)
         app.state.events = EventHub(client, settings.redis_socket_timeout)
         app.state.webhooks = WebhookStore(client, settings.webhooks_secret_grace_seconds)
-        deliveries = Deliveries(client, settings, app.state.webhooks) if settings.webhooks else None
+        deliveries = app.state.deliveries = Deliveries(client, settings, app.state.webhooks) \
+            if settings.webhooks else None
         ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
                                          schedules=schedules_, paused=paused, operations=Operations(client, runner))
         metrics_server = None

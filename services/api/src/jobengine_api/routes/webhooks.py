@@ -123,6 +123,8 @@ async def redeliver(webhook_id: WebhookId, delivery_id: DeliveryId, request: Req
     view = await store.redeliver(webhook_id, delivery_id)
     if view is None:
         raise not_found(f"Delivery {delivery_id}")
+    if (deliveries := getattr(request.app.state, "deliveries", None)) is not None:
+        deliveries.wake.set()  # sent by this process at once (another one would see it within its idle poll)
     return JSONResponse(view, status_code=202)
 
 
