@@ -142,8 +142,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, events.router, webhooks.router, job_types.router, queues.router, workers.router, operations_routes.router,
-                   schedules.router, keys.router, health.router):
+    for router in (jobs.router, events.router, webhooks.router, job_types.router, queues.router, workers.router,
+                   operations_routes.router, schedules.router, keys.router, health.router):
         app.include_router(router)
     # innermost: POST /v1/jobs past FastAPI's router (see hotroute.py)
     check_route(jobs.submit_route(), app)  # fail here, at start-up, not at the first request
