@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from jobengine import keys, scripts
+from jobengine.background import Background
 from jobengine.jobdata import encode_exc_string, new_job_id, parse_ts, utcformat
 from jobengine.redis_conn import TRANSIENT_ERRORS
 from jobengine.settings import Settings
@@ -157,26 +158,23 @@ def operation_view(op_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
     }
 
 
-class OperationRunner:
+class OperationRunner(Background):
     """Every API process runs this loop: it looks for operations not yet ended (every `interval` seconds, or
     at once when this process created one), and runs each in steps, under its lease, pausing between steps
     (JOBENGINE_BULK_PAUSE_SECONDS) so that other clients are served in between."""
 
     def __init__(self, client: aioredis.Redis, bulk_script: Any, settings: Settings, interval: float = 1.0) -> None:
+        super().__init__()
         self.redis = client
         self.script = bulk_script
         self.settings = settings
         self.interval = interval
         self.owner = f"{os.uname().nodename}.{os.getpid()}.{os.urandom(4).hex()}"
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._release = client.register_script(RELEASE_LUA)
         self._held: set[str] = set()  # operations this process ran a step of
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="bulk operations")
+    task_name = "bulk operations"
 
     def wake(self) -> None:
         self._wake.set()
@@ -184,11 +182,7 @@ class OperationRunner:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._stopping.set()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await super().stop()
         if self._held:
             try:
                 async with asyncio.timeout(2):

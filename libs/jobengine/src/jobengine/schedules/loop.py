@@ -11,7 +11,6 @@ again at once and handled in the next step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .. import keys, metrics, scripts, tracing
+from ..background import Background
 from .spec import ScheduleSpec
 from .store import Row, ScheduleStore
 from .ticks import Rule, Step, decide, jitter
@@ -79,31 +79,18 @@ def tick_idempotency(row: Row, spec: ScheduleSpec, tick: int, ttl: int) -> tuple
     return keys.schedule_tick(row.member, row.fields.get("incarnation", ""), tick), ttl + spec.misfire_grace_seconds
 
 
-class FiringLoop:
+class FiringLoop(Background):
+    task_name = "schedules"
+
     def __init__(self, store: ScheduleStore, build: JobBuilder, config: LoopConfig, *,
                  held_back: Callable[[], bool] | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self.store = store
         self.build = build
         self.config = config
         self.held_back = held_back or (lambda: False)  # e.g. the API's memory guard: fire nothing meanwhile
         self.clock = clock
         self._specs: dict[tuple[str, str], tuple[ScheduleSpec, Rule]] = {}
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="schedules")
-
-    async def stop(self) -> None:
-        # as Periodic: an event besides the cancel (redis-py may swallow a cancel that lands mid-command)
-        if self._task is None:
-            return
-        self._stopping.set()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -113,8 +100,7 @@ class FiringLoop:
                 log.warning("schedules step failed", extra={"error": repr(exc)})
                 wait = self.config.interval
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), wait)
+                await self.pause(wait)
             else:
                 await asyncio.sleep(0)
 
