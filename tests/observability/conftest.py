@@ -225,8 +225,8 @@ def workload(obs_stack: Stack, request: pytest.FixtureRequest) -> Workload:
     started_at = time.monotonic()
     ids: dict[str, list[str]] = {"obs_ok": [], "obs_fail": [], "obs_flaky": [], "obs_slow": []}
 
-    def submit(job_type: str, payload: dict[str, Any]) -> None:
-        resp = http.post("/v1/jobs", json={"type": job_type, "payload": payload})
+    def submit(job_type: str, payload: dict[str, Any], **options: Any) -> None:
+        resp = http.post("/v1/jobs", json={"type": job_type, "payload": payload, **options})
         assert resp.status_code == 202, resp.text
         ids[job_type].append(resp.json()["id"])
 
@@ -237,8 +237,8 @@ def workload(obs_stack: Stack, request: pytest.FixtureRequest) -> Workload:
         "start_at": start.isoformat(), "end_at": (start + timedelta(seconds=1.5)).isoformat()})
     assert schedule.status_code == 201, schedule.text
     submit("obs_slow", {"seconds": 5})  # first: its 1 s timeout overlaps the rest
-    for _ in range(OK_DEFAULT):
-        submit("obs_ok", {"seconds": 0.005})
+    for n in range(OK_DEFAULT):  # the last one waits for the first (a dependency: time spent deferred)
+        submit("obs_ok", {"seconds": 0.005}, **({"depends_on": [ids["obs_ok"][0]]} if n == OK_DEFAULT - 1 else {}))
     for _ in range(FAIL):
         submit("obs_fail", {})
     for _ in range(FLAKY):
