@@ -2,7 +2,7 @@
 -- ARGV[3] tenant (optional): a job of another tenant, or of none (no jobengine_tenant field), is 'missing'
 -- ARGV[4] this call's token (optional): a repeat of a call that requeued the job answers 'queued' again
 -- (redis-py re-sends a script whose reply was lost)
--- Returns {result, status}: queued | not_failed | missing (built and parsed by scripts.py: requeue_args,
+-- Returns {result, status}: queued (status: queued, or deferred while dependencies are pending) | not_failed | missing (built and parsed by scripts.py: requeue_args,
 -- parse_change)
 --!include _uncount
 --!include _notify
@@ -19,4 +19,5 @@ if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'n
 local ended = ended_jobs(tonumber(redis.call('TIME')[1]))
 notify(requeue_job(ended, id, jk, f, ARGV[2], token .. ' queued'))
 end_jobs_written(ended)
-return {'queued', 'queued'}
+-- queued, or deferred again when dependencies of it are still pending (workflows)
+return {'queued', redis.call('HGET', jk, 'status') or 'queued'}

@@ -518,8 +518,8 @@ async def cancel_job(job_id: JobId, store: StoreDep, principal: SubmitPrincipal)
 )
 async def retry_job(job_id: JobId, store: StoreDep, principal: SubmitPrincipal) -> Response:
     result, status = await store.requeue(job_id, principal.tenant)
-    if result == "queued":
-        return JSONResponse({"id": job_id, "status": "queued"}, status_code=202,
+    if result == "queued":  # (status: queued, or deferred again while dependencies of it are pending)
+        return JSONResponse({"id": job_id, "status": API_STATUS.get(status, status) or "queued"}, status_code=202,
                             headers={"Location": f"/v1/jobs/{job_id}"})
     if result == "missing":
         raise not_found(f"Job {job_id}")
