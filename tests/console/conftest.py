@@ -44,7 +44,7 @@ def console_api(start_api, console_keys: Path):  # type: ignore[no-untyped-def]
                      JOBENGINE_AUTH_REFRESH_SECONDS="0.5")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped after tests/console: its loop must not outlive them
 def playwright_browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
     if not Path(CHROMIUM).exists():
