@@ -187,7 +187,7 @@ def test_retry_revives_and_rechecks(r) -> None:  # type: ignore[no-untyped-def]
     complete(s, a, "r2", "failed")
     assert status(r, b) == "failed"
     r.delete(keys.queue(Q))
-    assert requeue(s, b) == ("queued", "queued")
+    assert requeue(s, b) == ("queued", "failed")  # (the script answers the status it left: failed again)
     assert status(r, b) == "failed"
     assert requeue(s, a) == ("queued", "queued")  # a retried (not yet ended): b waits for it, deferred
     assert status(r, b) == "deferred" and r.llen(keys.queue(Q)) == 1  # only a is queued
