@@ -14,7 +14,7 @@ local f = redis.call('HMGET', jk, unpack(REQUEUE_FIELDS))
 if not f[1] then return {'missing', ''} end
 if ARGV[3] and ARGV[3] ~= '' and f[4] ~= ARGV[3] then return {'missing', ''} end
 local token = ARGV[4] or ''
-if token ~= '' and f[6] == token .. ' queued' then return {'queued', 'queued'} end
+if token ~= '' and f[6] == token .. ' queued' then return {'queued', f[1]} end  -- (its status now, as the first answered)
 if f[1] ~= 'failed' and f[1] ~= 'canceled' and f[1] ~= 'stopped' then return {'not_failed', f[1]} end
 local ended = ended_jobs(tonumber(redis.call('TIME')[1]))
 notify(requeue_job(ended, id, jk, f, ARGV[2], token .. ' queued'))
