@@ -6,8 +6,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+import uuid
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,16 +25,31 @@ class RunResult(BaseModel):
     attempt: int
 
 
-def _record_run(url: str, write: Callable[[redis.Redis, str], Any]) -> None:
-    """Write this run into Redis at `url`, waiting out a Redis restart as a well-behaved job does: a job of a
-    claimed batch may run while Redis is down (test_hard_redis_restart_loses_no_accepted_job failed about
-    one run in three when it didn't, and the chaos test restarts Redis on purpose)."""
+# Writes the run once however often it is sent: a write whose reply was lost to a Redis restart is sent again,
+# and without the token that second send recorded one run twice (a chaos CI failure: two identical
+# '<pid> <time>' entries, "run twice" by one worker at one instant).
+_ONCE = """
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', 3600) then
+  if ARGV[1] == '' then return redis.call('INCR', KEYS[1]) end
+  return redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def _record_run(url: str, entry: str = "") -> None:
+    """Record this run in Redis at `url` (INCR test:runs:<job id>, or RPUSH `entry` onto it), waiting out a Redis
+    restart as a well-behaved job does: a job of a claimed batch may run while Redis is down
+    (test_hard_redis_restart_loses_no_accepted_job failed about one run in three when it didn't, and the chaos
+    test restarts Redis on purpose)."""
     client = redis.Redis.from_url(url)
+    key = f"test:runs:{current_job().job_id}"
+    token = f"test:run-token:{uuid.uuid4().hex}"
     deadline = time.monotonic() + 20
     try:
         while True:
             try:
-                write(client, f"test:runs:{current_job().job_id}")
+                client.eval(_ONCE, 2, key, token, entry)
                 return
             except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
                 if time.monotonic() > deadline:
@@ -47,7 +61,7 @@ def _record_run(url: str, write: Callable[[redis.Redis, str], Any]) -> None:
 
 def _count(url: str) -> None:
     if url:
-        _record_run(url, lambda client, key: client.incr(key))
+        _record_run(url)
 
 
 def counted(payload: RunInput) -> RunResult:
@@ -60,8 +74,7 @@ def counted(payload: RunInput) -> RunResult:
 def chaos(payload: RunInput) -> RunResult:
     """Records each run as '<supervisor pid> <time>' in test:runs:<job id> (which worker ran it, when)."""
     if payload.counter_url:
-        record = f"{os.getppid()} {time.time():.3f}"
-        _record_run(payload.counter_url, lambda client, key: client.rpush(key, record))
+        _record_run(payload.counter_url, f"{os.getppid()} {time.time():.3f}")
     time.sleep(payload.seconds)
     return RunResult(attempt=current_job().attempt)
 
