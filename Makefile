@@ -193,6 +193,11 @@ BENCH_SCHEDULES_ARGS ?= --burst 10000 --idle 100000 --apis 2 --window 30
 bench-schedules: venv ## Schedules: 10,000 due in the same second fired within (s); the firing loop's Redis and API CPU with 100,000 idle ones
 	$(PY) -m bench.schedules_bench $(BENCH_SCHEDULES_ARGS)
 
+.PHONY: bench-events
+BENCH_EVENTS_ARGS ?= --streams 2000 --seconds 20
+bench-events: venv ## Event streams: submit latency p50/p99 with 2,000 SSE streams open on one API process, beside none
+	$(PY) -m bench.events_bench $(BENCH_EVENTS_ARGS)
+
 .PHONY: autoscale-sim
 autoscale-sim: venv tools ## Autoscaling simulation: traces through the HPA + KEDA model fed by today's (6e9ed87) and the fixed chart (table + PASS/FAIL)
 	$(PY) -m bench.autoscale_sim

@@ -133,13 +133,13 @@ def results_stored(client: redis.Redis, registry: str) -> int:
     return stored
 
 
-def submit_backlog(client: redis.Redis, n: int, start: int = 0) -> float:
+def submit_backlog(client: redis.Redis, n: int, start: int = 0, tenant: str | None = None) -> float:
     """Submit n add jobs with Producer.submit_many (the API's enqueue script), CHUNK a call; returns the
     median of the calls' jobs/s (a pause of a busy machine's other tenants does not move it)."""
     from jobengine.catalog import discover
     from jobengine.producer import JobSpec, Producer
 
-    producer = Producer(client, discover(["bench.jobs"]))
+    producer = Producer(client, discover(["bench.jobs"]), tenant=tenant)
     rates = []
     for i in range(start, start + n, CHUNK):
         specs = [JobSpec("add", {"a": j, "b": 1}) for j in range(i, min(start + n, i + CHUNK))]

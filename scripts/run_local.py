@@ -57,6 +57,7 @@ def main() -> int:
     env.setdefault("JOBENGINE_ENV", "development")
     env.setdefault("JOBENGINE_LOG_FORMAT", "text")
     env.setdefault("JOBENGINE_CONSOLE", "true")  # http://127.0.0.1:8000/console
+    env.setdefault("JOBENGINE_WEBHOOKS_ALLOW_PRIVATE", "true")  # receivers on 127.0.0.1 (docs/security.md#webhooks)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # the API accepts the queues this launcher's worker serves (besides the job types' own)
     env.setdefault("JOBENGINE_QUEUES_DECLARED", env.get("JOBENGINE_QUEUES", "high,default,low"))

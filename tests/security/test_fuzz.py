@@ -47,11 +47,13 @@ def fuzz_api(start_api) -> Api:  # type: ignore[no-untyped-def]
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(fuzz_api: Api, tmp_path: Path) -> None:
     # (not the key's own revocation: every later request would then be a 401, and fuzz nothing)
     proc, report = schemathesis(fuzz_api, tmp_path, "authenticated", "-H", f"Authorization: Bearer {fuzz_api.key}",
-                                "--checks", CHECKS, "--max-examples", "25", "--exclude-path", "/v1/keys/self:revoke")
+                                "--checks", CHECKS, "--max-examples", "25", "--exclude-path", "/v1/keys/self:revoke",
+                                # event streams stay open until the job ends (tests/integration/test_events.py)
+                                "--exclude-path", "/v1/events", "--exclude-path", "/v1/jobs/{job_id}/events")
     cases = report["test_cases"]
     print(f"schemathesis: {cases['generated']} cases, {len(report['failures'])} failures, "
           f"{len(report['errors'])} errors in {report['running_time']:.1f} s")
-    assert report["operations"]["tested"] == report["operations"]["total"] - 1 >= 11  # all but the excluded one
+    assert report["operations"]["tested"] == report["operations"]["total"] - 3 >= 11  # all but the excluded ones
     assert cases["generated"] >= 500
     assert report["failures"] == [] and report["errors"] == [], proc.stdout[-6000:]
     assert cases["with_failures"] == 0 and proc.returncode == 0, proc.stdout[-6000:]

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from jobengine import keys
-from jobengine.scripts import LUA_CONSTANTS, source
+from jobengine.scripts import LUA_CONSTANTS, LUA_SETTINGS, source
 
 WORKER_SCRIPTS = ("claim", "complete", "complete_claim", "recover", "schedule")
 INCLUDES = ("_claim", "_complete", "_end", "_notify", "_uncount", "_dependents")
@@ -30,7 +30,7 @@ def test_the_prefixes_are_written_into_the_scripts(name: str) -> None:
 def test_every_prefix_a_script_names_is_defined() -> None:
     lua = resources.files("jobengine").joinpath("lua")
     named = {m for f in lua.iterdir() if f.name.endswith(".lua") for m in re.findall(r"\bK\.(\w+)", f.read_text())}
-    assert named and named <= set(LUA_CONSTANTS)  # the key prefixes (keys.LUA_PREFIXES) and a few constants
+    assert named and named <= set(LUA_CONSTANTS) | set(LUA_SETTINGS)  # key prefixes, a few constants, settings
     assert set(keys.LUA_PREFIXES) <= set(LUA_CONSTANTS)
 
 

@@ -32,6 +32,7 @@ PREFIXES: dict[str, str] = {
     "deferred": "rq:deferred:",  # RQ's DeferredJobRegistry: jobs waiting for their dependencies
     "pending": "jobengine:pending:",  # + job id: hash {dependency id: success | any} of dependencies not yet met
     "flow": "jobengine:flow:",  # + flow id: hash of one flow (tenant, counts, node:<name> -> job id)
+    "events": "jobengine:events:",  # + tenant: the tenant's job event stream (lua/_events.lua)
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -185,3 +186,51 @@ def tenant_schedules(tenant: str) -> str:
 LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCHEDULES_DUE,
                 "ops_active": OPERATIONS_ACTIVE,
                 "flow_outcomes": FLOW_OUTCOMES}  # K.<name> in the scripts
+
+
+def events(tenant: str) -> str:
+    """A tenant's job events: a stream bounded by JOBENGINE_EVENTS_MAX_LEN (lua/_events.lua writes it)."""
+    return PREFIXES["events"] + tenant
+
+
+WEBHOOK_GROUP = "jobengine-webhooks"  # the consumer group of the webhook delivery loops on every events stream
+EVENT_TENANTS = "jobengine:events:tenants"  # set of tenants with a webhook subscription (the delivery loop reads it)
+
+
+# Webhooks (jobengine_api/webhooks): subscriptions, their delivery log, and the deliveries due
+def webhook(webhook_id: str) -> str:
+    """Hash of one subscription (tenant, url, events, secret, previous secret and until when it signs)."""
+    return f"jobengine:webhook:{webhook_id}"
+
+
+def tenant_webhooks(tenant: str) -> str:
+    """Set of a tenant's subscription ids."""
+    return f"jobengine:webhooks:{tenant}"
+
+
+def tenant_webhooks_version(tenant: str) -> str:
+    """Counter bumped at each change of a tenant's subscriptions: the delivery loops' caches follow it."""
+    return f"jobengine:webhooks:version:{tenant}"
+
+
+def webhook_deliveries(webhook_id: str) -> str:
+    """zset of a subscription's delivery ids by creation time (ms): its delivery log, newest kept."""
+    return f"jobengine:webhook:deliveries:{webhook_id}"
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash of one delivery (event body, target, status, attempts, last answer)."""
+    return f"jobengine:delivery:{delivery_id}"
+
+
+DELIVERIES_DUE = "jobengine:deliveries:due"  # zset of delivery ids by when to attempt (or a lease's end)
+
+
+def callback(job_id: str) -> str:
+    """A job's callback_url (submitted with it), kept as long as the job may live."""
+    return f"jobengine:callback:{job_id}"
+
+
+def callback_secret(tenant: str) -> str:
+    """Hash of the secret that signs a tenant's per-job callbacks (like a subscription's)."""
+    return f"jobengine:callback-secret:{tenant}"

@@ -143,7 +143,23 @@ JOB_DEFERRED_SECONDS = Histogram(
     "observed when it starts.", _JOB, buckets=DURATION_BUCKETS, **_NOREG,
 )
 
-API_METRICS = (FLOWS_TOTAL, QUEUE_DEFERRED, SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
+# --- events and webhooks (API side) ---
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed", "refused")
+WEBHOOK_DELIVERIES = Counter(
+    "jobengine_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered (2xx), retry (an error or non-2xx answer; tried again "
+    "later), failed (the last attempt failed: given up), refused (the URL resolves to an address not allowed).",
+    ["outcome"], **_NOREG,
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "jobengine_webhook_delivery_seconds", "Duration of one webhook delivery attempt (request to answer or error).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), **_NOREG,
+)
+EVENT_STREAMS = Gauge("jobengine_event_streams_open", "Server-sent event streams open in this API process.",
+                      **_NOREG)
+
+API_METRICS = (WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS, EVENT_STREAMS,
+               FLOWS_TOTAL, QUEUE_DEFERRED, SCHEDULES, SCHEDULE_FIRES, SCHEDULE_LATENESS,
                JOBS_SUBMITTED, JOBS_REJECTED, QUEUE_DEPTH, QUEUE_IN_FLIGHT, QUEUE_SCHEDULED, QUEUE_FAILED,
                QUEUE_WORKERS, QUEUE_PAUSED, REDIS_UP, HTTP_REQUESTS, HTTP_DURATION)
 WORKER_METRICS = (JOB_DEFERRED_SECONDS, JOBS_STARTED, JOBS_FINISHED, JOBS_RECOVERED, JOB_WAIT_SECONDS, JOB_RUN_SECONDS, JOB_E2E_SECONDS,
@@ -199,6 +215,8 @@ def init_api_series(queue_job_types: Iterable[tuple[str, str]]) -> None:
         JOBS_SUBMITTED.labels(queue, job_type)
     for reason in REJECT_REASONS:
         JOBS_REJECTED.labels(reason)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_DELIVERIES.labels(outcome)
     for state in SCHEDULE_STATES:
         SCHEDULES.labels(state)
     for outcome in SCHEDULE_FIRE_OUTCOMES:

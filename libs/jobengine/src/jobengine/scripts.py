@@ -5,6 +5,7 @@ positional arrays mirrored by hand."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from . import keys
 from .jobdata import encode_exc_string
 
 SCRIPT_NAMES = ("enqueue", "claim", "complete", "complete_claim", "recover", "schedule", "cancel", "requeue",
-                "take_schedules", "fire", "bulk", "flow")
+                "take_schedules", "fire", "bulk", "flow", "progress")
 
 
 INCLUDE = "--!include "
@@ -24,11 +25,19 @@ INCLUDE = "--!include "
 KEY_PREFIX = re.compile(r"\bK\.(\w+)")
 
 
+LUA_SETTINGS = ("events_max_len",)  # K.<name> that are settings, not key prefixes
+EVENTS = "_events"  # put before the scripts that change a job's state: one line emits each change's event
+EMITTING = frozenset({"enqueue", "claim", "complete", "complete_claim", "recover", "cancel", "requeue", "fire",
+                      "bulk", "progress"})
+
+
 def source(name: str) -> str:
     """A script's text, with each `--!include <file>` line replaced by lua/<file>.lua (Redis scripts
     cannot load one another: shared functions are inlined), and each key prefix `K.<name>` by its string
-    from keys.LUA_PREFIXES: spelled once, and a constant in the script (no table built at each call)."""
-    return KEY_PREFIX.sub(_prefix, _included(name))
+    from keys.LUA_PREFIXES: spelled once, and a constant in the script (no table built at each call).
+    The scripts that change a job's state (EMITTING) start with lua/_events.lua (the events stream's emit
+    functions)."""
+    return KEY_PREFIX.sub(_prefix, (_included(EVENTS) if name in EMITTING else "") + _included(name))
 
 
 def _included(name: str) -> str:
@@ -46,7 +55,18 @@ LUA_CONSTANTS = {**keys.LUA_PREFIXES, "dependency_failed": encode_exc_string(
 
 
 def _prefix(match: re.Match[str]) -> str:
+    if match.group(1) in LUA_SETTINGS:  # a constant of the scripts too, read once as they load
+        return f"'{events_max_len()}'"
     return f"'{LUA_CONSTANTS[match.group(1)]}'"  # (a KeyError: a script names a prefix keys.py lacks)
+
+
+def events_max_len() -> int:
+    """JOBENGINE_EVENTS_MAX_LEN (Settings.events_max_len): read from the environment here, as the scripts load
+    in the API, the worker and the Producer alike (the library's Settings need not be built for it)."""
+    value = int(os.environ.get("JOBENGINE_EVENTS_MAX_LEN", "10000"))
+    if value < 1:
+        raise ValueError("JOBENGINE_EVENTS_MAX_LEN must be at least 1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ class Scripts:
     fire: Any
     bulk: Any
     flow: Any
+    progress: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:

@@ -89,6 +89,29 @@ class Settings(BaseSettings):
         "as jobs are submitted); the jobs themselves keep their own TTLs. 0: never trimmed."
     )
     max_wait_seconds: float = Field(30.0, ge=0, description="Upper bound of the ?wait= long-poll on GET /v1/jobs/{id}.")
+    # Events and webhooks (docs/guarantees.md, "Events" and "Webhooks")
+    events_max_len: int = Field(
+        10_000, ge=1, description="Entries kept (about: whole stream nodes are trimmed) in each tenant's event "
+        "stream: how far back Last-Event-ID can resume and a stalled webhook delivery can catch up."
+    )
+    events_heartbeat_seconds: float = Field(15.0, gt=0, description="An SSE comment line this often on an idle "
+                                            "event stream (proxies keep the connection).")
+    webhooks: bool = Field(True, description="Run the webhook delivery loop in this API process.")
+    webhooks_allow_private: bool = Field(
+        False, description="Let webhooks call private, loopback and link-local addresses (tests, make run); off: "
+        "refused, so a tenant cannot make the platform call into its own network."
+    )
+    webhooks_timeout_seconds: float = Field(10.0, gt=0, description="One delivery attempt's timeout (connect and "
+                                            "answer).")
+    webhooks_max_attempts: int = Field(8, ge=1, description="Attempts of one delivery before it is given up "
+                                       "(failed in the delivery log; redeliver to send it again).")
+    webhooks_backoff_seconds: float = Field(1.0, gt=0, description="The first retry's delay; doubled each attempt "
+                                            "(with jitter), at most 1 h.")
+    webhooks_claim_idle_seconds: float = Field(30.0, gt=0, description="An event read by a delivery process that "
+                                               "has not acknowledged it this long (the process died) is taken "
+                                               "over by another (XAUTOCLAIM).")
+    webhooks_secret_grace_seconds: int = Field(86_400, ge=0, description="After a secret rotation, deliveries are "
+                                               "signed with the old secret too this long.")
     api_graceful_shutdown_seconds: float | None = Field(
         None, gt=0, description="After SIGTERM the API stops accepting connections and lets open requests finish "
         "this long (uvicorn's graceful timeout); at least JOBENGINE_MAX_WAIT_SECONDS, so a long-poll ends whole. "

@@ -12,11 +12,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from .jsonbody import decode, is_json, unsupported_media_type
-from .models import OperationRequest, PauseRequest
+from .models import OperationRequest, PauseRequest, WebhookCreate, WebhookUpdate
 from .problems import invalid, validation_errors
 
 M = TypeVar("M", bound=BaseModel)
-BODY_MODELS: tuple[type[BaseModel], ...] = (OperationRequest, PauseRequest)
+BODY_MODELS: tuple[type[BaseModel], ...] = (OperationRequest, PauseRequest, WebhookCreate, WebhookUpdate)
 
 
 async def json_model(request: Request, model: type[M], *, optional: bool = False) -> M | None:

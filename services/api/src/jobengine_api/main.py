@@ -32,13 +32,16 @@ from .models import Submissions
 from .responses import JSONResponse
 from .operations import OperationRunner, Operations
 from .pauses import PausedQueues
-from .routes import health, job_types, jobs, keys, queues, schedules, workers
+from .events import EventHub
+from .routes import events, health, job_types, jobs, keys, queues, schedules, webhooks, workers
 from .routes import operations as operations_routes
 from .routes import flows as flows_routes
 from .scheduling import Schedules
 from .serving import MetricsServer
 from .store import JobStore
 from .waiter import DoneWaiter
+from .webhooks.delivery import Deliveries
+from .webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                ScheduleStore(client, runs_kept=settings.schedule_runs_kept))
         paused = PausedQueues(store, queue_names, settings.paused_refresh_seconds)
         runner = OperationRunner(client, store.scripts.bulk, settings, settings.operations_poll_seconds)
+        app.state.events = EventHub(client, settings.redis_socket_timeout)
+        app.state.webhooks = WebhookStore(client, settings.webhooks_secret_grace_seconds)
+        deliveries = app.state.deliveries = Deliveries(client, settings, app.state.webhooks) \
+            if settings.webhooks else None
         ctx = app.state.ctx = ApiContext(settings, catalog, submissions, store, waiter, limits, guard, queue_names,
                                          schedules=schedules_, paused=paused, operations=Operations(client, runner))
         metrics_server = None
@@ -110,6 +117,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             firing.start()
         paused.start()
         runner.start()
+        if deliveries is not None:
+            deliveries.start()
         gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info("api started", extra={"job_types": catalog.names(), "port": settings.api_port})
         try:
@@ -123,6 +132,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 await metrics_server.stop()
             if refresher is not None:
                 await refresher.stop()
+            await app.state.events.close()
+            if deliveries is not None:
+                await deliveries.stop()
             await runner.stop()
             await paused.stop()
             await guard.stop()
@@ -141,9 +153,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.keyring = keyring  # None: auth off (routes/keys.py revokes in it at once)
     problems.install(app)
-    for router in (jobs.router, flows_routes.router, job_types.router, queues.router, workers.router,
-                   operations_routes.router,
-                   schedules.router, keys.router, health.router):
+    for router in (jobs.router, flows_routes.router, events.router, webhooks.router, job_types.router, queues.router,
+                   workers.router, operations_routes.router, schedules.router, keys.router, health.router):
         app.include_router(router)
     docs_assets.install(app)
     if settings.console:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 from jobengine.catalog import Catalog, JobType, RetryPolicy
 from jobengine.settings import QUEUE_NAME_PATTERN
 
+from .events import EVENT_TYPES
+
 MAX_DELAY_SECONDS = 365 * 86_400
 MAX_TTL_SECONDS = 365 * 86_400
 MAX_TIMEOUT_SECONDS = 7 * 86_400
@@ -61,6 +63,9 @@ class JobOptions(BaseModel):
         "requires success. Not with delay_seconds or run_at; POST /v1/jobs only (not in a batch).")
     on_dependency_failure: Literal["fail", "cancel"] = Field(
         "fail", description="What a required dependency that ends failed or canceled does to this job.")
+    callback_url: str | None = Field(None, max_length=2048, description="POSTed the job's end event (job.finished, "
+                                     "job.failed or job.canceled), signed per Standard Webhooks with the tenant's "
+                                     "callback secret (POST /v1/webhooks/callback-secret:rotate), at least once.")
 
     @field_validator("run_at")
     @classmethod
@@ -330,3 +335,31 @@ class Operation(BaseModel):
 
 class OperationList(BaseModel):
     items: list[Operation]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="Where events are POSTed: http:// or https://; private, loopback and link-local "
+                     "addresses are refused unless JOBENGINE_WEBHOOKS_ALLOW_PRIVATE.")
+    events: list[str] = Field(default_factory=list, description="Event types sent (empty: all of them).")
+    description: str = Field("", max_length=200)
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        if unknown := sorted(set(value) - set(EVENT_TYPES)):
+            raise ValueError(f"unknown event type {', '.join(unknown)} (known: {', '.join(EVENT_TYPES)})")
+        return value
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+    events: list[str] | None = None
+    description: str | None = Field(None, max_length=200)
+    enabled: bool | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else WebhookCreate._known(value)

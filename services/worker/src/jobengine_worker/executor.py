@@ -161,10 +161,12 @@ def _on_cancel(signum: int, frame: FrameType | None) -> None:
 
 
 class ProgressReporter:
-    """Writes progress to the job hash, at most every 0.2 s per job (the last report always lands)."""
+    """Writes progress to the job hash and its tenant's event stream (lua/progress.lua), at most every 0.2 s
+    per job (the last report always lands)."""
 
     def __init__(self) -> None:
         self._client: Any = None
+        self._script: Any = None
         self._last: dict[str, float] = {}
 
     def __call__(self, job_id: str, fraction: float, message: str) -> None:
@@ -177,10 +179,12 @@ class ProgressReporter:
                 from jobengine.redis_conn import sync_client
                 from jobengine.settings import get_settings
 
+                from jobengine.scripts import source
+
                 self._client = sync_client(get_settings())
-            self._client.hset(
-                keys.job(job_id), "jobengine_progress", orjson.dumps({"fraction": fraction, "message": message})
-            )
+                self._script = self._client.register_script(source("progress"))
+            self._script(keys=[keys.job(job_id)],
+                         args=[job_id, orjson.dumps({"fraction": fraction, "message": message})])
         except Exception:  # noqa: BLE001 - progress is best effort; the job must not fail for it
             pass
 

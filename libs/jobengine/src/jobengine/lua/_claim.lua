@@ -55,7 +55,7 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
         local jk = K.job .. id
         local f = redis.call('HMGET', jk, 'status', 'jobengine_cancel', 'data', 'timeout', 'meta', 'retries_left',
                              'retry_intervals', 'number_of_retries', 'enqueued_at', 'created_at', 'result_ttl',
-                             'failure_ttl', 'jobengine_attempts')
+                             'failure_ttl', 'jobengine_attempts', 'jobengine_tenant')
         if f[1] == 'queued' and not f[2] then
           n = n + 1
           local attempts = (tonumber(f[13]) or 0) + 1
@@ -63,6 +63,7 @@ local function claim_jobs(expiry, stamp, worker, exec, limit, again, queues)
                      'worker_name', worker, 'last_heartbeat', stamp, 'jobengine_claim', exec,
                      'jobengine_attempts', attempt[attempts] or attempts)
           redis.call('PERSIST', jk)
+          if f[14] then emit(f[14], id, 'job.started', q, 'started') end
           wip[#wip + 1] = expiry
           wip[#wip + 1] = id .. ':' .. exec
           out[#out + 1] = {id, q, exec, attempts, f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}

@@ -16,7 +16,8 @@ end
 
 local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, value, arg)
   local jk = K.job .. id
-  local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog')
+  local f = redis.call('HMGET', jk, 'status', 'jobengine_claim', 'jobengine_cancel', 'jobengine_backlog',
+                       'jobengine_tenant')
   if not f[1] then return 'gone' end
   local done = 'done:' .. exec
   if f[2] == done then return f[1] end  -- a repeat: recorded by the first run
@@ -44,7 +45,7 @@ local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, val
   end
 
   if outcome == 'finished' or outcome == 'failed' or outcome == 'canceled' then
-    end_job(ended, jk, id, q, outcome, stamp, worker, exec, done, value, arg, f[4])
+    end_job(ended, jk, id, q, outcome, stamp, worker, exec, done, value, arg, f[4], f[5])
     return outcome
   elseif outcome == 'retry' then
     local run_at = tonumber(arg)
@@ -55,17 +56,20 @@ local function complete_job(ended, now, stamp, worker, id, q, exec, outcome, val
     if run_at > now then
       redis.call('HSET', jk, 'status', 'scheduled', 'worker_name', '', 'jobengine_claim', done)
       redis.call('ZADD', K.scheduled .. q, run_at, id)
+      emit(f[5], id, 'job.retrying', q, 'scheduled')
       return 'scheduled'
     end
     redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'jobengine_claim', done, 'enqueued_at', stamp)
     redis.call('RPUSH', K.queue .. q, id)
     notify(q)
+    emit(f[5], id, 'job.retrying', q, 'queued')
     return 'queued'
   elseif outcome == 'requeue' or outcome == 'release' then
     if outcome == 'release' then redis.call('HINCRBY', jk, 'jobengine_attempts', -1) end
     redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim', done)
     redis.call('LPUSH', K.queue .. q, id)
     notify(q)
+    emit(f[5], id, 'job.queued', q, 'queued')
     return 'queued'
   end
   return 'unknown outcome ' .. outcome

@@ -61,6 +61,7 @@ local function make_ready(id, jk, q, stamp)
   redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', stamp, 'jobengine_pending', '0')
   redis.call('RPUSH', K.queue .. q, id)
   notify(q)
+  emit_job(jk, id, 'job.queued', q, 'queued')
 end
 
 -- Dependency `dep` ended with `status`: what that does to the deferred job `child`.
@@ -216,6 +217,7 @@ local function revive_dependents(ended, id, stamp)
           end
           redis.call('ZADD', K.deferred .. q, DEFERRED_SCORE, member)
           keep_edges(member, nil)
+          emit_job(ck, member, 'job.deferred', q, 'deferred')
           if recheck(ended, member, dep, stamp) then work[#work + 1] = member end
         end
       end

@@ -37,7 +37,8 @@ local REGISTRY = {finished = K.finished, failed = K.failed, canceled = K.cancele
 -- stream (value: base64 return value, or base64 zlib exception text), both kept `ttl` seconds, its registry
 -- (in `ended`), its tenant's backlog count (counter: its jobengine_backlog field if read already, see
 -- _uncount) and the done channel. jk: its hash's key; claim: what its jobengine_claim field becomes.
-local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, value, ttl, counter)
+-- tenant: its jobengine_tenant field if read already (false: none; nil: not read), for its event.
+local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, value, ttl, counter, tenant)
   local results = K.results .. id
   redis.call('HSET', jk, 'status', status, 'ended_at', stamp, 'jobengine_claim', claim)
   redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', RESULT_TYPE[status], 'worker_name', worker,
@@ -47,6 +48,7 @@ local function end_job(ended, jk, id, q, status, stamp, worker, exec, claim, val
   add(ended.zadd, REGISTRY[status] .. q, expires_at(ended, ttl), id)
   uncount(jk, counter)
   redis.call('PUBLISH', K.done .. id, status)
+  emit_end(jk, id, status, q, tenant)
   if redis.call('EXISTS', K.job .. id .. ':dependents') == 1 then release_dependents(ended, id, status, stamp) end
 end
 

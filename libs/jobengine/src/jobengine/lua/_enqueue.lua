@@ -85,5 +85,6 @@ local function enqueue(keys, argv)
       redis.call('XADD', keys[9], '*', 'id', argv[1])
     end
   end
+  emit_enqueued(keys, argv)
   return {1, argv[1]}
 end

@@ -25,7 +25,13 @@ local function requeue_job(ended, id, jk, f, stamp, op)
     redis.call('HSET', jk, 'jobengine_backlog', counter)
   end
   if reopen(id, f[1]) then revive_dependents(ended, id, stamp) end
-  if not deferred_again(ended, id, jk, q, stamp) then redis.call('RPUSH', K.queue .. q, id) end
+  if deferred_again(ended, id, jk, q, stamp) then
+    -- waits for its dependencies (or ended again at once by a failed one: end_job told that)
+    if redis.call('HGET', jk, 'status') == 'deferred' then emit_job(jk, id, 'job.deferred', q, 'deferred') end
+  else
+    redis.call('RPUSH', K.queue .. q, id)
+    emit_job(jk, id, 'job.queued', q, 'queued')
+  end
   redis.call('SADD', K.queues, K.queue .. q)
   return q
 end

@@ -7,4 +7,7 @@
 --!include _notify
 --!include _claim
 
-return claim_jobs(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], {unpack(ARGV, 7)})
+events_batched()
+local claimed = claim_jobs(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], {unpack(ARGV, 7)})
+events_written()
+return claimed

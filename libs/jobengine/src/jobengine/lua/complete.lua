@@ -16,4 +16,7 @@
 --!include _end
 --!include _complete
 
-return complete_from(tonumber(ARGV[1]), ARGV[2], ARGV[3], 4)
+events_batched()
+local statuses = complete_from(tonumber(ARGV[1]), ARGV[2], ARGV[3], 4)
+events_written()
+return statuses

@@ -13,7 +13,9 @@
 --!include _complete
 --!include _claim
 
+events_batched()
 local nq = tonumber(ARGV[8])
 local statuses = complete_from(tonumber(ARGV[1]), ARGV[2], ARGV[3], 9 + nq)
-return {statuses, claim_jobs(ARGV[4], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6]), ARGV[7],
-                             {unpack(ARGV, 9, 8 + nq)})}
+local claimed = claim_jobs(ARGV[4], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6]), ARGV[7], {unpack(ARGV, 9, 8 + nq)})
+events_written()
+return {statuses, claimed}

@@ -34,6 +34,7 @@ for _, qkey in ipairs(redis.call('SMEMBERS', K.queues)) do
         redis.call('HSET', jk, 'status', 'queued', 'worker_name', '', 'started_at', '', 'jobengine_claim', '')
         redis.call('LPUSH', qkey, id)
         notify(q)
+        emit_job(jk, id, 'job.queued', q, 'queued')
       else
         end_job(ended, jk, id, q, status, ARGV[2], '', exec, '', text[status], f[4] or '604800', nil)
       end

@@ -33,6 +33,7 @@ from ..responses import JSONResponse
 from .. import flows
 from ..store import Enqueued, PreparedJob, _enqueued, decode_cursor, fingerprint, prepare_job
 from ..waiter import DoneWaiter
+from ..webhooks import callbacks
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -195,6 +196,19 @@ def _prepare(ctx: ApiContext, principal: Principal, subs: list[tuple[JobOptions,
     return jobs
 
 
+async def _callbacks(request: Request, ctx: ApiContext, principal: Principal,
+                     subs: list[tuple[JobOptions, PreparedJob]]) -> None:
+    """Check and keep the callback_url of jobs about to be written (webhooks/callbacks.py)."""
+    entries = []
+    for sub, job in subs:
+        assert sub.callback_url is not None
+        if (problem := callbacks.url_problem(sub.callback_url, ctx.settings.webhooks_allow_private)) is not None:
+            raise problem
+        delay = job.run_at.timestamp() - datetime.now(timezone.utc).timestamp() if job.run_at else 0.0
+        entries.append((job.id, sub.callback_url, max(0.0, delay)))
+    await callbacks.register(request.app.state.webhooks.redis, principal.tenant, entries)
+
+
 def _out_of_memory(jobs: int) -> Problem:
     """Redis refused the write (over maxmemory) before the script wrote anything."""
     JOBS_REJECTED.labels("redis_oom").inc(jobs)
@@ -232,6 +246,8 @@ async def submit_job(request: Request) -> Response:
         (job,) = _prepare(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")], span)
         if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
             raise queue_paused(job.queue)
+        if sub.callback_url is not None:  # (rare: the common submit pays one attribute read)
+            await _callbacks(request, ctx, principal, [(sub, job)])
         try:
             done = Submitted(job, await ctx.store.enqueue(job))
         except OutOfMemoryError:
@@ -350,6 +366,9 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
     if valid:
         with tracing.enqueue_span(len(valid)) as span:  # one span for the batch; each job carries its context
             jobs = _prepare(ctx, principal, [v for _, v in valid], span)
+            with_callback = [(v[1][0], job) for v, job in zip(valid, jobs, strict=True) if v[1][0].callback_url]
+            if with_callback:
+                await _callbacks(request, ctx, principal, with_callback)
             try:
                 dones = [Submitted(*pair) for pair in zip(jobs, await ctx.store.enqueue_many(jobs), strict=True)]
             except OutOfMemoryError:

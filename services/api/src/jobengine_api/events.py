@@ -1,0 +1,277 @@
+"""Job events for server-sent events: one reader per tenant per API process, fanned out to local subscribers.
+
+The scripts write each state change to the tenant's bounded stream jobengine:events:<tenant> (lua/_events.lua).
+An SSE client does not get a Redis connection of its own: the process's EventHub runs one XREAD BLOCK loop per
+tenant that has subscribers and hands every entry to each subscriber's queue, so 2,000 open streams cost one
+connection per tenant, not 2,000. A subscriber that falls too far behind is closed (the client resumes with
+Last-Event-ID from the stream itself, which holds JOBENGINE_EVENTS_MAX_LEN entries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from jobengine import keys
+from jobengine.redis_conn import TRANSIENT_ERRORS
+
+from .problems import unavailable
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("job.queued", "job.deferred", "job.started", "job.progress", "job.retrying", "job.finished", "job.failed",
+               "job.canceled")
+TERMINAL_TYPES = frozenset({"job.finished", "job.failed", "job.canceled"})
+SUBSCRIBER_BUFFER = 2000  # events a subscriber may lag behind before it is closed (it resumes by Last-Event-ID)
+READ_COUNT = 500  # entries one XREAD or XRANGE takes
+GATHER_SECONDS = 0.05  # after a read that found entries, the reader waits this long before the next: under load,
+# each fan-out carries more events (one wake-up and one write per stream a batch), for 50 ms more latency
+CLOSED = None  # put in a subscriber's queue: the stream ends (it lagged, or the process stops)
+
+
+WHOLE_ENTRY = 1 << 62  # the event index of an id given as a bare stream id: after every event of that entry
+
+
+def stream_id(value: str | bytes) -> tuple[int, int, int]:
+    """An event id '<ms>-<seq>-<n>' (event n of stream entry <ms>-<seq>) as a comparable triple; a bare stream
+    id ('<ms>-<seq>' or '<ms>') stands for its entry's last event. ValueError when it is neither."""
+    text = value.decode() if isinstance(value, bytes) else value
+    parts = text.split("-")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not an event id: {text!r}")
+    numbers = [int(p) for p in parts]
+    return numbers[0], numbers[1] if len(numbers) > 1 else 0, numbers[2] if len(numbers) > 2 else WHOLE_ENTRY
+
+
+def entry_events(entry_id: str, fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """A stream entry's events as the API's event documents (the SSE data:). Field e holds one event a line,
+    '<type> <job id> <queue> <status> <job type>' (lua/_events.lua); p, a job.progress entry's progress."""
+    ms = int(entry_id.split("-", 1)[0])
+    at = datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    out = []
+    for n, line in enumerate(fields.get(b"e", b"").decode().split("\n")):
+        etype, job_id, queue, status, job_type = (line.split(" ", 4) + [""] * 5)[:5]
+        out.append({"id": f"{entry_id}-{n}", "type": etype, "job_id": job_id,
+                    "job_type": job_type.removesuffix("()"),  # RQ's description, '<type>()'
+                    "queue": queue, "status": status, "at": at})
+    if b"p" in fields:
+        out[0]["progress"] = orjson.loads(fields[b"p"])
+    return out
+
+
+class JobTypes:
+    """The job type of events whose entry lacks it (the claim and complete scripts do not read it: a hash field
+    a job less): remembered from the job's earlier events (its job.queued has it), else read from the job's hash,
+    one pipelined read a batch. Bounded: the oldest jobs are forgotten first."""
+
+    def __init__(self, redis: Any, size: int = 100_000) -> None:
+        self.redis = redis
+        self.size = size
+        self.known: OrderedDict[str, str] = OrderedDict()
+
+    async def fill(self, events: list[dict[str, Any]]) -> None:
+        missing: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["job_type"]:
+                self._remember(event["job_id"], event["job_type"])
+            elif (known := self.known.get(event["job_id"])) is not None:
+                event["job_type"] = known
+            else:
+                missing.setdefault(event["job_id"], []).append(event)
+        if not missing:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in missing:
+                pipe.hget(keys.job(job_id), "description")
+            found = await pipe.execute()
+        for (job_id, waiting), description in zip(missing.items(), found, strict=True):
+            job_type = (description or b"").decode().removesuffix("()")
+            if job_type:
+                self._remember(job_id, job_type)
+            for event in waiting:
+                event["job_type"] = job_type
+
+    def _remember(self, job_id: str, job_type: str) -> None:
+        self.known[job_id] = job_type
+        if len(self.known) > self.size:
+            self.known.popitem(last=False)
+
+
+def sse_bytes(event: dict[str, Any]) -> bytes:
+    """The event as SSE lines (id, event, data): encoded once, sent to every stream that wants it."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event["id"].encode(), event["type"].encode(), orjson.dumps(event))
+
+
+Event = tuple[dict[str, Any], bytes]  # the document and its SSE encoding
+
+
+def decoded(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    return [event for entry_id, fields in entries
+            for event in entry_events(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)]
+
+
+async def _encoded(types: JobTypes, entries: Iterable[tuple[Any, Any]]) -> list[Event]:
+    events = decoded(entries)
+    await types.fill(events)
+    return [(event, sse_bytes(event)) for event in events]
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open SSE stream's queue of event batches (one XREAD's entries: one wake-up of the stream a batch, not
+    one an event), filtered by the stream itself."""
+
+    queue: asyncio.Queue[list[Event] | None] = field(default_factory=asyncio.Queue)
+    pending: int = 0  # events queued and not yet taken
+    lagged: bool = False
+
+    def offer(self, batch: list[Event]) -> None:
+        if self.lagged:
+            return
+        if self.pending + len(batch) > SUBSCRIBER_BUFFER:  # a slow client: end its stream rather than hold them
+            self.lagged = True
+            self.queue.put_nowait(CLOSED)
+            return
+        self.pending += len(batch)
+        self.queue.put_nowait(batch)
+
+    async def take(self) -> list[Event] | None:
+        batch = await self.queue.get()
+        if batch is not None:
+            self.pending -= len(batch)
+        return batch
+
+
+class TenantReader:
+    """The XREAD BLOCK loop of one tenant's stream, run while the tenant has subscribers in this process."""
+
+    def __init__(self, hub: EventHub, tenant: str) -> None:
+        self.hub = hub
+        self.tenant = tenant
+        self.key = keys.events(tenant)
+        self.subscribers: set[Subscriber] = set()
+        self.started = asyncio.Event()  # the loop knows where it starts: entries after it reach subscribers
+        self.task = asyncio.create_task(self.run(), name=f"events-{tenant}")
+
+    async def run(self) -> None:
+        redis = self.hub.redis
+        last: str | None = None
+        delay = 0.1
+        while self.subscribers or last is None:
+            try:
+                if last is None:  # start after the newest entry: a subscriber reads older ones itself
+                    newest = await redis.xrevrange(self.key, "+", "-", count=1)
+                    last = newest[0][0].decode() if newest else "0-0"
+                    self.started.set()
+                reply = await redis.xread({self.key: last}, count=READ_COUNT, block=self.hub.block_ms)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT_ERRORS as exc:  # Redis away: the streams stay open (heartbeats) and catch up after
+                log.warning("events read failed", extra={"tenant": self.tenant, "error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for _key, entries in reply or ():
+                batch = await _encoded(self.hub.types, entries)
+                if batch:
+                    last = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]
+                    for sub in tuple(self.subscribers):
+                        sub.offer(batch)
+            if reply:
+                await asyncio.sleep(GATHER_SECONDS)
+        self.hub.readers.pop(self.tenant, None)
+
+
+class EventHub:
+    """The process's event readers, one per tenant with subscribers (see the module's docstring)."""
+
+    def __init__(self, redis: Any, socket_timeout: float) -> None:
+        self.redis = redis
+        # a blocked XREAD must answer before the client's socket timeout counts it as failed
+        self.block_ms = max(100, int(min(5.0, socket_timeout / 2) * 1000))
+        self.start_timeout = socket_timeout * 2
+        self.readers: dict[str, TenantReader] = {}
+        self.types = JobTypes(redis)
+
+    async def subscribe(self, tenant: str) -> Subscriber:
+        reader = self.readers.get(tenant)
+        if reader is None or reader.task.done():
+            reader = self.readers[tenant] = TenantReader(self, tenant)
+        sub = Subscriber()
+        reader.subscribers.add(sub)
+        if not reader.started.is_set():
+            try:  # the reader's first read: Redis unreachable -> 503 now, rather than a stream that never starts
+                await asyncio.wait_for(reader.started.wait(), self.start_timeout)
+            except TimeoutError:
+                reader.subscribers.discard(sub)
+                raise unavailable() from None
+        return sub
+
+    def unsubscribe(self, tenant: str, sub: Subscriber) -> None:
+        reader = self.readers.get(tenant)
+        if reader is not None:
+            reader.subscribers.discard(sub)  # the reader ends after its current XREAD when none are left
+
+    def subscribers(self) -> int:
+        return sum(len(r.subscribers) for r in self.readers.values())
+
+    async def close(self) -> None:
+        readers = list(self.readers.values())
+        for reader in readers:
+            for sub in reader.subscribers:
+                sub.queue.put_nowait(CLOSED)
+            reader.task.cancel()
+        for reader in readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader.task
+        self.readers.clear()
+
+    async def history(self, tenant: str, after: str, limit: int) -> AsyncIterator[list[Event]]:
+        """The tenant's events after the event id `after` (exclusive), oldest first, from at most `limit` entries,
+        in pages."""
+        ms, seq, n = bound = stream_id(after)
+        start = f"{ms}-{seq}"  # its entry too: the events after the n-th of it
+        sent = 0
+        while sent < limit:
+            entries = await self.redis.xrange(keys.events(tenant), start, "+", count=min(READ_COUNT, limit - sent))
+            if not entries:
+                return
+            page = [e for e in await _encoded(self.types, entries) if stream_id(e[0]["id"]) > bound]
+            if page:
+                yield page
+            sent += len(entries)
+            start = "(" + (entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0])
+
+
+async def follow(hub: EventHub, tenant: str, sub: Subscriber, after: str | None, limit: int,
+                 matches: Any) -> AsyncIterator[list[Event]]:
+    """The events a subscriber sees, in batches: those after `after` from the stream first (a resume), then the
+    live ones, each once (an entry both read back and fanned out is skipped by id), filtered by
+    `matches(event)` (None: all)."""
+    seen: tuple[int, int, int] | None = None
+    if after is not None:
+        async for page in hub.history(tenant, after, limit):
+            seen = stream_id(page[-1][0]["id"])
+            if chosen := [e for e in page if matches is None or matches(e[0])]:
+                yield chosen
+    while True:
+        batch = await sub.take()
+        if batch is None:
+            return
+        if seen is not None:  # (only a resumed stream can see an entry twice, and only until the first new one)
+            batch = [e for e in batch if stream_id(e[0]["id"]) > seen]
+            if batch:
+                seen = None
+        if matches is not None:
+            batch = [e for e in batch if matches(e[0])]
+        if batch:
+            yield batch
