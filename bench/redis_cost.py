@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.redis_cost 4000 --waiting 1000000   # jobengine only, draining the oldest
                                                                    # 4,000 of 1,000,000 waiting jobs
     .venv/bin/python -m bench.redis_cost 4000 --tenant acme        # jobengine only, jobs of a tenant (as the
-                                                                   # API writes them: with their events)
+                                                                   # API writes them), nobody listening
+    .venv/bin/python -m bench.redis_cost 4000 --tenant acme --listened   # the same with their events written
 
 Redis is the one part every worker shares, so its work per job caps what any number of workers can do
 together. This runs redis-server under valgrind's callgrind (Debian's valgrind; `make bench-redis` installs
@@ -153,9 +154,16 @@ def main() -> int:
         return 0
     if "--tenant" in sys.argv:  # jobs of a tenant, as the API writes them: each also has its events (lua/_events.lua)
         tenant = sys.argv[sys.argv.index("--tenant") + 1]
-        instructions, jobs, commands = drain_under_callgrind(
-            n, lambda c: submit_backlog(c, n, tenant=tenant), lambda url: start_jobengine_worker(url, "cg"))
-        print(f"  jobengine, 1 worker, tenant jobs {instructions / jobs:>12,.0f} Redis instructions a job"
+        listened = "--listened" in sys.argv  # someone listens: the jobs' events are written (keys.events_listened)
+
+        def enqueue(client: redis.Redis) -> float:
+            if listened:
+                client.set(f"jobengine:listened:{tenant}", 1)
+            return submit_backlog(client, n, tenant=tenant)
+
+        instructions, jobs, commands = drain_under_callgrind(n, enqueue, lambda url: start_jobengine_worker(url, "cg"))
+        what = "tenant jobs, listened" if listened else "tenant jobs"
+        print(f"  jobengine, 1 worker, {what} {instructions / jobs:>12,.0f} Redis instructions a job"
               f"  {commands:5.1f} commands a job  ({jobs:,} jobs)", flush=True)
         return 0
     rows = []

@@ -35,6 +35,7 @@ def submit(api, body: dict, key: str = TEST_KEY) -> str:  # type: ignore[no-unty
 
 
 def test_one_job_from_queued_to_finished_with_progress(api, start_worker) -> None:
+    listening = SseReader(f"{api.base_url}/v1/events", auth(TEST_KEY)).start()  # the tenant's events are written
     job = submit(api, {"type": "sleep", "payload": {"seconds": 1.2, "steps": 3}})  # (reports 0.4 s apart: none
     # is dropped by the worker's 0.2 s rate limit)
     reader = SseReader(f"{api.base_url}/v1/jobs/{job}/events", auth(TEST_KEY)).start()
@@ -60,6 +61,7 @@ def test_one_job_from_queued_to_finished_with_progress(api, start_worker) -> Non
                         ).start()
     assert resumed.ended.wait(10) and [e.id for e in resumed.events] == [e.id for e in events[3:]]
 
+    listening.close()
     assert api.client.get(f"/v1/jobs/{'0' * 32}/events").status_code == 404
     bad = api.client.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": "yesterday"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Last-Event-ID"
@@ -99,3 +101,44 @@ def test_tenant_stream_filters_resume_and_isolation(tenants_api, start_worker, r
     assert globex.comments > 0  # heartbeats (every 0.3 s here)
     for reader in (finished_low, globex, resumed):
         reader.close()
+
+
+def finished(api, job: str, key: str) -> bool:  # type: ignore[no-untyped-def]
+    return api.client.get(f"/v1/jobs/{job}", headers=auth(key)).json()["status"] == "finished"  # type: ignore[no-any-return]
+
+
+def test_nobody_listening_costs_no_event_writes_and_a_job_stream_starts_from_its_state(
+        tenants_api, start_worker, r: redis.Redis) -> None:
+    api = tenants_api
+    start_worker()
+    done = submit(api, {"type": "echo", "payload": {}}, ACME)
+    wait_until(lambda: finished(api, done, ACME), timeout=20, message="the job to finish")
+    running = submit(api, {"type": "sleep", "payload": {"seconds": 1.5, "steps": 3}}, ACME)
+    wait_until(lambda: api.client.get(f"/v1/jobs/{running}", headers=auth(ACME)).json()["status"] == "started",
+               timeout=20, message="the job to start")
+    assert not r.exists("jobengine:events:acme")  # no stream, no webhook: its events were not written
+
+    # a job running when its stream opens: its state first (no id: not in the stream), then each change
+    reader = SseReader(f"{api.base_url}/v1/jobs/{running}/events", auth(ACME)).start()
+    assert reader.ended.wait(20), reader.types()
+    types = reader.types()
+    assert types[0] == "job.started" and not reader.events[0].id and types[-1] == "job.finished"
+    assert all(e.id for e in reader.events[1:])  # the rest came from the stream, written since it opened
+
+    # a job that ended unheard: its state, the one event, and the stream ends
+    ended = SseReader(f"{api.base_url}/v1/jobs/{done}/events", auth(ACME)).start()
+    assert ended.ended.wait(10) and ended.types() == ["job.finished"] and not ended.events[0].id
+    assert r.ttl("jobengine:listened:acme") > 0  # written for a while yet: a client that reconnects resumes
+
+
+def test_a_dependent_job_is_deferred_then_queued(api, start_worker) -> None:
+    stream = SseReader(f"{api.base_url}/v1/events", auth(TEST_KEY)).start()
+    first = submit(api, {"type": "sleep", "payload": {"seconds": 0.3}})
+    then = submit(api, {"type": "echo", "payload": {}, "depends_on": [first]})
+    wait_until(lambda: stream.types(then) == ["job.deferred"], timeout=10, message="the dependent's deferred event")
+    start_worker()
+    wait_until(lambda: "job.finished" in stream.types(then), timeout=20, message="the dependent to finish")
+    assert stream.types(then) == ["job.deferred", "job.queued", "job.started", "job.finished"]
+    order = [(e.data["job_id"], e.data["type"]) for e in stream.events]
+    assert order.index((first, "job.finished")) < order.index((then, "job.queued"))  # its cause comes first
+    stream.close()

@@ -33,6 +33,7 @@ PREFIXES: dict[str, str] = {
     "pending": "jobengine:pending:",  # + job id: hash {dependency id: success | any} of dependencies not yet met
     "flow": "jobengine:flow:",  # + flow id: hash of one flow (tenant, counts, node:<name> -> job id)
     "events": "jobengine:events:",  # + tenant: the tenant's job event stream (lua/_events.lua)
+    "listened": "jobengine:listened:",  # + tenant: present while its events are written (events_listened())
 }
 
 QUEUES_SET = "rq:queues"  # set of queue keys, as RQ keeps it
@@ -191,6 +192,13 @@ LUA_PREFIXES = {**PREFIXES, "queues": QUEUES_SET, "index": JOB_INDEX, "due": SCH
 def events(tenant: str) -> str:
     """A tenant's job events: a stream bounded by JOBENGINE_EVENTS_MAX_LEN (lua/_events.lua writes it)."""
     return PREFIXES["events"] + tenant
+
+
+def events_listened(tenant: str) -> str:
+    """Present while the tenant's events are written (lua/_events.lua checks it once a script call): kept with
+    no expiry once it has webhooks or a callback secret, and for JOBENGINE_EVENTS_RESUME_SECONDS after an event
+    stream of it was last open; without it, its jobs cost Redis no event writes."""
+    return PREFIXES["listened"] + tenant
 
 
 WEBHOOK_GROUP = "jobengine-webhooks"  # the consumer group of the webhook delivery loops on every events stream

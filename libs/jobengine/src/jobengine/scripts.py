@@ -27,17 +27,17 @@ KEY_PREFIX = re.compile(r"\bK\.(\w+)")
 
 LUA_SETTINGS = ("events_max_len",)  # K.<name> that are settings, not key prefixes
 EVENTS = "_events"  # put before the scripts that change a job's state: one line emits each change's event
-EMITTING = frozenset({"enqueue", "claim", "complete", "complete_claim", "recover", "cancel", "requeue", "fire",
-                      "bulk", "progress"})
+EMITS = re.compile(r"\b(emit\w*|events_batched|events_written)\(")  # a script (with its includes) that calls these
 
 
 def source(name: str) -> str:
     """A script's text, with each `--!include <file>` line replaced by lua/<file>.lua (Redis scripts
     cannot load one another: shared functions are inlined), and each key prefix `K.<name>` by its string
     from keys.LUA_PREFIXES: spelled once, and a constant in the script (no table built at each call).
-    The scripts that change a job's state (EMITTING) start with lua/_events.lua (the events stream's emit
-    functions)."""
-    return KEY_PREFIX.sub(_prefix, (_included(EVENTS) if name in EMITTING else "") + _included(name))
+    The scripts that change a job's state (those calling an emit function) start with lua/_events.lua (the events
+    stream's emit functions)."""
+    text = _included(name)
+    return KEY_PREFIX.sub(_prefix, (_included(EVENTS) if EMITS.search(text) else "") + text)
 
 
 def _included(name: str) -> str:

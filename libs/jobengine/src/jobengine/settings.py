@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         10_000, ge=1, description="Entries kept (about: whole stream nodes are trimmed) in each tenant's event "
         "stream: how far back Last-Event-ID can resume and a stalled webhook delivery can catch up."
     )
+    events_resume_seconds: int = Field(
+        3600, ge=60, description="A tenant's events are written to its stream while it has a listener: webhooks "
+        "or a callback secret, or an event stream open now or up to this long ago (so a client that reconnects "
+        "within it resumes by Last-Event-ID). A tenant nobody listens to costs Redis no event writes."
+    )
     events_heartbeat_seconds: float = Field(15.0, gt=0, description="An SSE comment line this often on an idle "
                                             "event stream (proxies keep the connection).")
     webhooks: bool = Field(True, description="Run the webhook delivery loop in this API process.")

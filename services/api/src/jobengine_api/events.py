@@ -5,6 +5,10 @@ An SSE client does not get a Redis connection of its own: the process's EventHub
 tenant that has subscribers and hands every entry to each subscriber's queue, so 2,000 open streams cost one
 connection per tenant, not 2,000. A subscriber that falls too far behind is closed (the client resumes with
 Last-Event-ID from the stream itself, which holds JOBENGINE_EVENTS_MAX_LEN entries).
+
+The scripts write a tenant's events only while someone listens (keys.events_listened): a reader marks its tenant
+for JOBENGINE_EVENTS_RESUME_SECONDS, renewed while it runs, so a client that reconnects within that resumes;
+webhooks and a callback secret mark it for good.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -165,8 +170,12 @@ class TenantReader:
         redis = self.hub.redis
         last: str | None = None
         delay = 0.1
+        marked: float | None = None  # (monotonic time starts near 0 on a fresh machine: not a "long ago")
         while self.subscribers or last is None:
             try:
+                if marked is None or time.monotonic() - marked > self.hub.resume_seconds / 3:  # the scripts write our events
+                    await mark_listened(redis, self.tenant, self.hub.resume_seconds)
+                    marked = time.monotonic()
                 if last is None:  # start after the newest entry: a subscriber reads older ones itself
                     newest = await redis.xrevrange(self.key, "+", "-", count=1)
                     last = newest[0][0].decode() if newest else "0-0"
@@ -191,11 +200,21 @@ class TenantReader:
         self.hub.readers.pop(self.tenant, None)
 
 
+async def mark_listened(redis: Any, tenant: str, seconds: int) -> None:
+    """The tenant's events are written for `seconds` more at least (a key kept with no expiry stays so)."""
+    key = keys.events_listened(tenant)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 1, ex=seconds, nx=True)
+        pipe.expire(key, seconds, gt=True)
+        await pipe.execute()
+
+
 class EventHub:
     """The process's event readers, one per tenant with subscribers (see the module's docstring)."""
 
-    def __init__(self, redis: Any, socket_timeout: float) -> None:
+    def __init__(self, redis: Any, socket_timeout: float, resume_seconds: int = 3600) -> None:
         self.redis = redis
+        self.resume_seconds = resume_seconds  # a tenant's events are written this long after its last stream
         # a blocked XREAD must answer before the client's socket timeout counts it as failed
         self.block_ms = max(100, int(min(5.0, socket_timeout / 2) * 1000))
         self.start_timeout = socket_timeout * 2

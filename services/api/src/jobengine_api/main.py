@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                                ScheduleStore(client, runs_kept=settings.schedule_runs_kept))
         paused = PausedQueues(store, queue_names, settings.paused_refresh_seconds)
         runner = OperationRunner(client, store.scripts.bulk, settings, settings.operations_poll_seconds)
-        app.state.events = EventHub(client, settings.redis_socket_timeout)
+        app.state.events = EventHub(client, settings.redis_socket_timeout, settings.events_resume_seconds)
         app.state.webhooks = WebhookStore(client, settings.webhooks_secret_grace_seconds)
         deliveries = app.state.deliveries = Deliveries(client, settings, app.state.webhooks) \
             if settings.webhooks else None

@@ -10,9 +10,21 @@
 -- K.events_max_len: JOBENGINE_EVENTS_MAX_LEN entries, put in as the scripts load; '~' trims whole nodes only.
 
 local ev_batch = nil  -- tenant -> its events of this call, while a script gathers them (events_batched)
+local ev_listened = {}  -- tenant -> whether its events are written (its K.listened key exists), read once a call
+
+-- A tenant's events are written only while someone listens (keys.events_listened: webhooks, a callback secret,
+-- an event stream open lately): a tenant nobody listens to costs one EXISTS a script call, not an XADD.
+local function listened(tenant)
+  local on = ev_listened[tenant]
+  if on == nil then
+    on = redis.call('EXISTS', K.listened .. tenant) == 1
+    ev_listened[tenant] = on
+  end
+  return on
+end
 
 local function emit(tenant, id, etype, q, status, jtype, progress)
-  if not tenant then return end
+  if not tenant or not listened(tenant) then return end
   local e = etype .. ' ' .. id .. ' ' .. q .. ' ' .. status .. ' ' .. (jtype or '')
   if progress then
     redis.call('XADD', K.events .. tenant, 'MAXLEN', '~', K.events_max_len, '*', 'e', e, 'p', progress)

@@ -138,28 +138,33 @@ async def job_events(
         finally:
             hub.unsubscribe(tenant, sub)
 
-    async def with_end_check() -> AsyncIterator[bytes | ServerSentEvent]:
-        """A job that ended before its events could be read back (trimmed, or older than the stream): its
-        current state as one event without an id, and the stream ends."""
-        if snapshot is not None and snapshot["status"] in TERMINAL:
-            found = False
+    async def with_snapshot() -> AsyncIterator[bytes | ServerSentEvent]:
+        """A job whose events are not in the stream (written before its tenant had a listener, or trimmed): its
+        current state first, as one event without an id; when it has ended so, that event alone."""
+        if snapshot is not None:
+            seen_any = seen_end = False
             async for page in hub.history(tenant, after, ctx.settings.events_max_len):
-                if any(e["job_id"] == job_id and e["type"] in TERMINAL_TYPES for e, _ in page):
-                    found = True
+                mine = [e for e, _ in page if e["job_id"] == job_id]
+                seen_any = seen_any or bool(mine)
+                if any(e["type"] in TERMINAL_TYPES for e in mine):
+                    seen_end = True
                     break
-            if not found:
-                hub.unsubscribe(tenant, sub)
-                yield ServerSentEvent(data=orjson.dumps(_snapshot_event(snapshot)).decode(),
-                                      event=f"job.{snapshot['status']}")
-                return
+            ended = snapshot["status"] in TERMINAL
+            if (ended and not seen_end) or not seen_any:
+                event = _snapshot_event(snapshot)
+                yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"])
+                if ended:
+                    hub.unsubscribe(tenant, sub)
+                    return
         async for item in stream():
             yield item
 
-    return _response(request, with_end_check())
+    return _response(request, with_snapshot())
 
 
 def _snapshot_event(job: dict[str, Any]) -> dict[str, Any]:
-    ended = job.get("ended_at") or job.get("created_at")
-    return {"id": None, "type": f"job.{job['status']}", "job_id": job["id"], "job_type": job.get("type", ""),
-            "queue": job.get("queue", ""), "status": job["status"],
-            "at": ended.isoformat().replace("+00:00", "Z") if ended else None}
+    status = job["status"]
+    at = job.get("ended_at") or job.get("started_at") or job.get("created_at")
+    return {"id": None, "type": "job.queued" if status == "scheduled" else f"job.{status}", "job_id": job["id"],
+            "job_type": job.get("type", ""), "queue": job.get("queue", ""), "status": status,
+            "at": at.isoformat().replace("+00:00", "Z") if at else None}

@@ -142,6 +142,7 @@ class Deliveries:
                     if "NOGROUP" not in str(exc):
                         raise
                     for tenant in tenants:  # (a stream deleted by hand, or a FLUSH): made again from now
+                        await self.redis.set(keys.events_listened(tenant), 1)
                         with contextlib.suppress(ResponseError):
                             await self.redis.xgroup_create(keys.events(tenant), keys.WEBHOOK_GROUP, id="$",
                                                            mkstream=True)

@@ -73,7 +73,8 @@ def new_id(prefix: str) -> str:
 async def ensure_group(redis: Any, tenant: str) -> None:
     """The delivery loops' consumer group on the tenant's events stream, from now on ('$'), and the tenant in
     the set they read: called as the first subscription (or the callback secret) is made, so no later event
-    is missed."""
+    is missed. The tenant's events are written from now on, whoever listens (keys.events_listened, no expiry)."""
+    await redis.set(keys.events_listened(tenant), 1)
     try:
         await redis.xgroup_create(keys.events(tenant), keys.WEBHOOK_GROUP, id="$", mkstream=True)
     except ResponseError as exc:
