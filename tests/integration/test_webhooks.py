@@ -153,6 +153,13 @@ def test_ssrf_guard_refuses_private_addresses(start_api, worker, receiver) -> No
     assert "loopback" in items[0]["error"] and items[0]["attempts"] == 1
     assert receiver.got() == []
     assert 'jobengine_webhook_deliveries_total{outcome="refused"} 1.0' in api.metrics()
+    api.client.post("/v1/webhooks/callback-secret:rotate")
+    batch = api.client.post("/v1/jobs:batch", json={"jobs": [  # refused for that item alone
+        {"type": "echo", "payload": {}}, {"type": "echo", "payload": {}, "callback_url": "http://10.0.0.1/cb"}]})
+    assert batch.status_code == 207, batch.text
+    results = batch.json()["results"]
+    assert "id" in results[0] and results[1]["error"]["errors"][0]["field"] == "callback_url"
+    assert results[1]["error"]["instance"].endswith("#/jobs/1")
 
 
 def test_every_event_delivered_at_least_once_when_delivery_processes_are_killed(

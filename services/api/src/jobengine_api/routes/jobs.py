@@ -352,6 +352,9 @@ async def submit_batch(request: Request, ctx: ContextDep, principal: SubmitPrinc
                 JOBS_REJECTED.labels("validation").inc()
                 raise invalid([{"field": "depends_on", "message": "not in a batch: submit it alone (POST /v1/jobs) "
                                                                   "or as a flow (POST /v1/flows)"}])
+            if sub.callback_url is not None and (refusal := callbacks.url_problem(
+                    sub.callback_url, ctx.settings.webhooks_allow_private)) is not None:
+                raise refusal  # this item's, as any other field of it
             if ctx.paused is not None and ctx.paused.refusing:
                 queue = sub.queue or ctx.catalog[sub.type].queue or ctx.settings.default_queue  # type: ignore[attr-defined]
                 if queue in ctx.paused.refusing:
