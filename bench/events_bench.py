@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -55,23 +56,28 @@ async def submit_for(base: str, seconds: float, clients: int) -> list[float]:
 class Streams:
     """n open GET /v1/events streams on raw sockets; counts the `data:` lines each received."""
 
-    def __init__(self, port: int, n: int) -> None:
-        self.port, self.n = port, n
+    def __init__(self, port: int, paths: list[str]) -> None:
+        self.port, self.paths, self.n = port, paths, len(paths)
         self.received = 0
         self.opened = 0
         self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self, timeout: float) -> None:
-        self.tasks = [asyncio.create_task(self._one()) for _ in range(self.n)]
         deadline = time.monotonic() + timeout
+        for i, path in enumerate(self.paths):  # in waves of 100, as clients come: not 2,000 at one instant
+            self.tasks.append(asyncio.create_task(self._one(path)))
+            while i - self.opened >= 100:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {self.opened} of {self.n} streams opened")
+                await asyncio.sleep(0.01)
         while self.opened < self.n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {self.opened} of {self.n} streams opened")
             await asyncio.sleep(0.1)
 
-    async def _one(self) -> None:
+    async def _one(self, path: str) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        writer.write(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n" % path.encode())
         await writer.drain()
         status = await reader.readline()
         assert b" 200 " in status, status
@@ -98,30 +104,70 @@ def figures(latencies: list[float], seconds: float) -> dict[str, float]:
             "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
 
 
-async def run(port: int, streams_n: int, seconds: float, clients: int, url: str) -> None:
-    base = f"http://127.0.0.1:{port}"
-    await submit_for(base, min(2.0, seconds), clients)  # warm-up
-    quiet = figures(await submit_for(base, seconds, clients), seconds)
-    streams = Streams(port, streams_n)
-    await streams.open(timeout=120)
+def events_after(client: Any, key: str, after: str) -> int:
+    """Events in the stream's entries after `after` (an entry holds one event a line: lua/_events.lua)."""
+    return sum(fields[b"e"].count(b"\n") + 1 for _, fields in client.xrange(key, f"({after}", "+"))
+
+
+async def drained(client: Any, timeout: float = 120) -> None:
+    """Wait until the worker has taken every waiting job (and a moment for the last ones to end): each phase starts
+    from an empty queue, so the streams' phase does not also carry the events of the quiet phase's backlog."""
+    deadline = time.monotonic() + timeout
+    while client.llen("rq:queue:default") > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not drain the queue")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+
+
+async def waiting_jobs(base: str, n: int) -> list[str]:
+    """n jobs delayed an hour (followed, they send no event during the run), submitted in batches."""
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        while len(ids) < n:
+            jobs = [{"type": "add", "payload": {"a": 0, "b": 0}, "delay_seconds": 3600}
+                    for _ in range(min(100, n - len(ids)))]
+            resp = await client.post("/v1/jobs:batch", json={"jobs": jobs})
+            assert resp.status_code == 202, resp.text
+            ids += [r["id"] for r in resp.json()["results"]]
+    return ids
+
+
+async def run(port: int, streams_n: int, seconds: float, clients: int, url: str, follow: str) -> None:
     import redis
 
+    base = f"http://127.0.0.1:{port}"
     client = redis.Redis.from_url(url)
-    before = client.xlen("jobengine:events:default")
+    await submit_for(base, min(2.0, seconds), clients)  # warm-up
+    await drained(client)
+    quiet = figures(await submit_for(base, seconds, clients), seconds)
+    await drained(client)
+    if follow == "tenant":  # every stream gets every event of the tenant: the fan-out's worst case
+        paths = ["/v1/events"] * streams_n
+    else:  # each stream follows one waiting job: what 2,000 clients watching their own jobs cost the others
+        paths = [f"/v1/jobs/{job_id}/events" for job_id in await waiting_jobs(base, streams_n)]
+    streams = Streams(port, paths)
+    await streams.open(timeout=120)
+    await asyncio.sleep(1.0)
+    opening = streams.received  # (a job stream starts with its job's state)
+    key = "jobengine:events:default"
+    newest = client.xrevrange(key, count=1)
+    before = newest[0][0].decode() if newest else "0-0"
     loaded = figures(await submit_for(base, seconds, clients), seconds)
+    written = events_after(client, key, before)  # (the stream is far from its bound here)
+    want = streams_n * written if follow == "tenant" else 0
     deadline = time.monotonic() + 60
-    written = client.xlen("jobengine:events:default") - before  # (the stream is far from its bound here)
-    while streams.received < streams_n * written and time.monotonic() < deadline:
+    while streams.received - opening < want and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        written = client.xlen("jobengine:events:default") - before
-    received = streams.received
+        written = events_after(client, key, before)
+        want = streams_n * written if follow == "tenant" else 0
+    received = streams.received - opening
     await streams.close()
     print(f"{'':28} {'submits':>8} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, f in (("no event stream", quiet), (f"{streams_n} event streams open", loaded)):
+    for name, f in (("no event stream", quiet), (f"{streams_n} {follow} streams open", loaded)):
         print(f"{name:28} {f['submits']:8.0f} {f['rate']:8.0f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f}")
-    print(f"events written while the streams were open: {written}; received by the streams: {received} "
-          f"(expected {streams_n} x {written} = {streams_n * written}, at least: events of the warm-up's jobs "
-          f"ending late count too)")
+    print(f"events written while the streams were open: {written:,}; received by the streams: {received:,} "
+          f"(expected {want:,}: {'every stream every event' if follow == 'tenant' else 'their jobs wait'})")
 
 
 def main() -> int:
@@ -129,6 +175,8 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--follow", choices=("jobs", "tenant"), default="jobs",
+                        help="jobs: each stream follows one waiting job; tenant: every stream the tenant's events")
     args = parser.parse_args()
     raise_fd_limit(args.streams * 2 + 512)
     with fresh_redis() as server, processes() as procs:
@@ -139,7 +187,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL))
         procs.append(start_jobengine_worker(server.url, "events-bench"))
         wait_api(f"http://127.0.0.1:{port}", server.url)
-        asyncio.run(asyncio.wait_for(run(port, args.streams, args.seconds, args.clients, server.url),
+        asyncio.run(asyncio.wait_for(run(port, args.streams, args.seconds, args.clients, server.url, args.follow),
                                      timeout=args.seconds * 2 + 300))
     return 0
 

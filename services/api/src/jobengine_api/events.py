@@ -123,8 +123,13 @@ def decoded(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
             for event in entry_events(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)]
 
 
-async def _encoded(types: JobTypes, entries: Iterable[tuple[Any, Any]]) -> list[Event]:
+async def _encoded(types: JobTypes, entries: Iterable[tuple[Any, Any]],
+                   wanted: Any = None) -> list[Event]:
+    """The entries' events, typed and SSE-encoded; only those of jobs in `wanted` when given (a reader whose
+    streams all follow single jobs encodes nothing else)."""
     events = decoded(entries)
+    if wanted is not None:
+        events = [event for event in events if event["job_id"] in wanted]
     await types.fill(events)
     return [(event, sse_bytes(event)) for event in events]
 
@@ -134,6 +139,7 @@ class Subscriber:
     """One open SSE stream's queue of event batches (one XREAD's entries: one wake-up of the stream a batch, not
     one an event), filtered by the stream itself."""
 
+    job_id: str | None = None  # one job's events only (None: the tenant's)
     queue: asyncio.Queue[list[Event] | None] = field(default_factory=asyncio.Queue)
     pending: int = 0  # events queued and not yet taken
     lagged: bool = False
@@ -162,7 +168,8 @@ class TenantReader:
         self.hub = hub
         self.tenant = tenant
         self.key = keys.events(tenant)
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers: set[Subscriber] = set()  # the tenant's whole stream (GET /v1/events)
+        self.job_subscribers: dict[str, set[Subscriber]] = {}  # one job's (GET /v1/jobs/{id}/events), by job id
         self.started = asyncio.Event()  # the loop knows where it starts: entries after it reach subscribers
         self.task = asyncio.create_task(self.run(), name=f"events-{tenant}")
 
@@ -171,7 +178,7 @@ class TenantReader:
         last: str | None = None
         delay = 0.1
         marked: float | None = None  # (monotonic time starts near 0 on a fresh machine: not a "long ago")
-        while self.subscribers or last is None:
+        while self.subscribers or self.job_subscribers or last is None:
             try:
                 if marked is None or time.monotonic() - marked > self.hub.resume_seconds / 3:  # the scripts write our events
                     await mark_listened(redis, self.tenant, self.hub.resume_seconds)
@@ -190,14 +197,45 @@ class TenantReader:
                 delay = min(delay * 2, 5.0)
                 continue
             for _key, entries in reply or ():
-                batch = await _encoded(self.hub.types, entries)
-                if batch:
+                if entries:
                     last = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else entries[-1][0]
+                batch = await _encoded(self.hub.types, entries, None if self.subscribers else self.job_subscribers)
+                if batch:
                     for sub in tuple(self.subscribers):
                         sub.offer(batch)
+                    if self.job_subscribers:
+                        self._offer_by_job(batch)
             if reply:
                 await asyncio.sleep(GATHER_SECONDS)
         self.hub.readers.pop(self.tenant, None)
+
+    def _offer_by_job(self, batch: list[Event]) -> None:
+        """Each job's events to its own followers only: 2,000 streams of one job each cost a dict lookup an
+        event, not 2,000 filter calls."""
+        by_job: dict[str, list[Event]] = {}
+        for event in batch:
+            if event[0]["job_id"] in self.job_subscribers:
+                by_job.setdefault(event[0]["job_id"], []).append(event)
+        for job_id, events in by_job.items():
+            for sub in tuple(self.job_subscribers.get(job_id, ())):
+                sub.offer(events)
+
+    def add(self, sub: Subscriber, job_id: str | None) -> None:
+        if job_id is None:
+            self.subscribers.add(sub)
+        else:
+            self.job_subscribers.setdefault(job_id, set()).add(sub)
+
+    def discard(self, sub: Subscriber, job_id: str | None) -> None:
+        if job_id is None:
+            self.subscribers.discard(sub)
+        elif (subs := self.job_subscribers.get(job_id)) is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.job_subscribers[job_id]
+
+    def all(self) -> list[Subscriber]:
+        return [*self.subscribers, *(s for subs in self.job_subscribers.values() for s in subs)]
 
 
 async def mark_listened(redis: Any, tenant: str, seconds: int) -> None:
@@ -221,32 +259,33 @@ class EventHub:
         self.readers: dict[str, TenantReader] = {}
         self.types = JobTypes(redis)
 
-    async def subscribe(self, tenant: str) -> Subscriber:
+    async def subscribe(self, tenant: str, job_id: str | None = None) -> Subscriber:
+        """A subscriber of the tenant's events, or of one job's (job_id) only."""
         reader = self.readers.get(tenant)
         if reader is None or reader.task.done():
             reader = self.readers[tenant] = TenantReader(self, tenant)
-        sub = Subscriber()
-        reader.subscribers.add(sub)
+        sub = Subscriber(job_id=job_id)
+        reader.add(sub, job_id)
         if not reader.started.is_set():
             try:  # the reader's first read: Redis unreachable -> 503 now, rather than a stream that never starts
                 await asyncio.wait_for(reader.started.wait(), self.start_timeout)
             except TimeoutError:
-                reader.subscribers.discard(sub)
+                reader.discard(sub, job_id)
                 raise unavailable() from None
         return sub
 
     def unsubscribe(self, tenant: str, sub: Subscriber) -> None:
         reader = self.readers.get(tenant)
         if reader is not None:
-            reader.subscribers.discard(sub)  # the reader ends after its current XREAD when none are left
+            reader.discard(sub, sub.job_id)  # the reader ends after its current XREAD when none are left
 
     def subscribers(self) -> int:
-        return sum(len(r.subscribers) for r in self.readers.values())
+        return sum(len(r.all()) for r in self.readers.values())
 
     async def close(self) -> None:
         readers = list(self.readers.values())
         for reader in readers:
-            for sub in reader.subscribers:
+            for sub in reader.all():
                 sub.queue.put_nowait(CLOSED)
             reader.task.cancel()
         for reader in readers:

@@ -54,14 +54,14 @@ local function emit_job(jk, id, etype, q, status)
   if f[1] then emit(f[1], id, etype, q, status, f[2]) end
 end
 
--- enqueue.lua's job (its keys and argv): the tenant is its listing index's name (keys[8]), the type a field.
+-- enqueue.lua's job (its keys and argv): tenant and type are fields of the hash it writes (argv[11...], pairs).
 local function emit_enqueued(keys, argv)
-  local index = keys[8]
-  if not index or index == '' then return end
-  local jtype = ''
+  local tenant, jtype = nil, ''
   for i = 11, #argv, 2 do
-    if argv[i] == 'description' then jtype = argv[i + 1] break end
+    local name = argv[i]
+    if name == 'jobengine_tenant' then tenant = argv[i + 1] elseif name == 'description' then jtype = argv[i + 1] end
   end
+  if not tenant or not listened(tenant) then return end
   local status = 'queued'
   if string.sub(keys[3], 1, #K.deferred) == K.deferred then  -- flow.lua's job with dependencies
     status = 'deferred'
@@ -70,7 +70,7 @@ local function emit_enqueued(keys, argv)
   end
   local etype = 'job.queued'  -- a delayed job too (status scheduled)
   if status == 'deferred' then etype = 'job.deferred' end
-  emit(string.sub(index, #K.index + 2), argv[1], etype, string.sub(argv[6], #K.queue + 1), status, jtype)
+  emit(tenant, argv[1], etype, string.sub(argv[6], #K.queue + 1), status, jtype)
 end
 
 -- end_job's event: its tenant as the caller read it (false: the job has none), or nil (not read: one HMGET here).

@@ -108,7 +108,7 @@ async def job_events(
 ) -> EventSourceResponse:
     after = _resume_id(last_event_id)
     hub, tenant = _hub(request), principal.tenant
-    sub = await hub.subscribe(tenant)  # before reading the job: a change in between is not missed
+    sub = await hub.subscribe(tenant, job_id)  # before reading the job: a change in between is not missed
     try:
         job = await ctx.store.get(job_id, tenant)
     except BaseException:
