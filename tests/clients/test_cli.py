@@ -186,8 +186,10 @@ def test_profiles_from_the_config_file(cli: Cli, tmp_path: Path) -> None:
 
 def test_shell_completion_and_version(cli: Cli) -> None:
     assert cli.run("--version").stdout.strip() == "jobengine-client 0.1.0"
-    script = cli.run("--show-completion", "bash").stdout
-    assert "_JOBENGINE_COMPLETE" in script
+    # the script `jobengine --install-completion` writes (asked for bash by name: --show-completion detects the
+    # shell from the process tree, and a test run from a non-shell parent has none)
+    script = cli.run(env=cli_env(cli.platform, cli.home, _JOBENGINE_COMPLETE="source_bash")).stdout
+    assert "_JOBENGINE_COMPLETE" in script and "complete " in script
     env = cli_env(cli.platform, cli.home, _JOBENGINE_COMPLETE="complete_bash", COMP_WORDS="jobengine su",
                   COMP_CWORD="1")
     assert "submit" in cli.run(env=env).stdout
