@@ -93,6 +93,10 @@ def test_operator_retries_a_failed_job_and_watches_it_finish_live(  # type: igno
     b.page.wait_for_function("() => document.querySelector('[data-field=status]').textContent === 'finished'",
                              timeout=20_000)
     assert b.page.evaluate("() => window.__notReloaded === true")  # the same document: updated, not reloaded
+    # ...through the job's event stream (GET /v1/jobs/{id}/events with the session cookie), not only by polling
+    live = b.page.evaluate("() => [document.querySelector('main').dataset.liveSource, "
+                           "Number(document.querySelector('main').dataset.eventsSeen || 0)]")
+    assert live[0] == "ended" and live[1] >= 2, live  # its start and its end at least; then the stream closed
     assert '"attempt": 2' in b.page.locator('[data-field="result"]').inner_text()
     assert b.page.locator(f'form[action="/console/jobs/{job_id}/retry"]').is_hidden()
     check_page(b, axe_script, "job")
@@ -246,38 +250,6 @@ def test_docs_render_with_no_request_off_loopback(  # type: ignore[no-untyped-de
     assert b.external == [], b.external  # every asset came from the API itself
     if path == "/docs":
         assert b.page.locator(".opblock").count() > 10  # the operations are listed
-
-
-def test_a_page_follows_the_event_stream_when_the_api_serves_one(  # type: ignore[no-untyped-def]
-        console_api, open_browser) -> None:
-    """The job's event stream (issue 19's events part, GET /v1/jobs/{id}/events) answered here by the browser's
-    route with one event: the page opens it, handles the event and reads the job again."""
-    api = console_api
-    job_id = api.client.post("/v1/jobs", json={"type": "echo", "payload": {"message": "x"}}).json()["id"]
-    b = open_browser(api.base_url)
-    sign_in(b, TEST_KEY)
-    reads: list[str] = []
-    b.page.on("request", lambda r: reads.append(r.url) if r.url.endswith(f"/v1/jobs/{job_id}") else None)
-    event = (f'id: 1-0\nevent: job.started\ndata: {{"id": "1-0", "type": "job.started", "job_id": "{job_id}", '
-             f'"job_type": "echo", "queue": "default", "status": "started", "at": "2026-12-04T00:00:00Z"}}\n\n')
-    streams: list[str] = []
-
-    def serve_stream(route) -> None:  # type: ignore[no-untyped-def]
-        streams.append(route.request.url)
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
-                      body="retry: 60000\n\n" + (event if len(streams) == 1 else ""))
-
-    b.page.route(f"**/v1/jobs/{job_id}/events", serve_stream)
-    b.page.goto(f"/console/jobs/{job_id}")
-    # the stream opened, its event was handled, and a read of the job followed
-    b.page.wait_for_function("() => document.querySelector('main').dataset.eventsSeen === '1'")
-    for _ in range(50):  # Playwright delivers request events while it runs: wait inside it, not in time.sleep
-        if len(reads) >= 2:
-            break
-        b.page.wait_for_timeout(100)
-    assert len(reads) >= 2, reads  # read on open and after the event
-    assert streams and streams[0] == f"{api.base_url}/v1/jobs/{job_id}/events"
-    assert b.page.locator('[data-field="status"]').inner_text() in ("queued", "started", "finished")
 
 
 def test_console_pages_say_so_while_redis_is_away_and_serve_again_after(  # type: ignore[no-untyped-def]

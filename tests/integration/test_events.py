@@ -142,3 +142,24 @@ def test_a_dependent_job_is_deferred_then_queued(api, start_worker) -> None:
     order = [(e.data["job_id"], e.data["type"]) for e in stream.events]
     assert order.index((first, "job.finished")) < order.index((then, "job.queued"))  # its cause comes first
     stream.close()
+
+
+def test_a_retried_job_is_followed_past_its_earlier_failure_and_an_ended_stream_is_not_reopened(
+        api, start_worker) -> None:
+    listening = SseReader(f"{api.base_url}/v1/events", auth(TEST_KEY)).start()
+    start_worker()
+    job = submit(api, {"type": "echo", "payload": {"fail": True}})
+    wait_until(lambda: "job.failed" in listening.types(job), timeout=20, message="the job to fail")
+    api.client.post("/v1/queues/default:pause")  # so the retried job waits while its stream opens
+    assert api.client.post(f"/v1/jobs/{job}/retry").status_code == 202
+    reader = SseReader(f"{api.base_url}/v1/jobs/{job}/events", auth(TEST_KEY)).start()
+    wait_until(lambda: reader.types()[-1:] == ["job.queued"], timeout=10, message="its history up to the retry")
+    assert not reader.ended.is_set()  # the earlier failure did not end it
+    api.client.post("/v1/queues/default:resume")
+    assert reader.ended.wait(20), reader.types()
+    assert reader.types()[-2:] == ["job.started", "job.failed"] and reader.types().count("job.failed") == 2
+
+    # a client that saw the end and reconnects (as EventSource does) is told the stream is over
+    again = api.client.get(f"/v1/jobs/{job}/events", headers={**auth(TEST_KEY), "Last-Event-ID": reader.events[-1].id})
+    assert again.status_code == 204
+    listening.close()

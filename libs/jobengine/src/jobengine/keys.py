@@ -202,7 +202,8 @@ def events_listened(tenant: str) -> str:
 
 
 WEBHOOK_GROUP = "jobengine-webhooks"  # the consumer group of the webhook delivery loops on every events stream
-EVENT_TENANTS = "jobengine:events:tenants"  # set of tenants with a webhook subscription (the delivery loop reads it)
+EVENT_TENANTS = "jobengine:webhook-tenants"  # set of tenants with webhooks (the delivery loop reads it; not under
+# jobengine:events:, where a tenant named "tenants" would have its stream)
 
 
 # Webhooks (jobengine_api/webhooks): subscriptions, their delivery log, and the deliveries due

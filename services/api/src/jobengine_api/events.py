@@ -311,11 +311,10 @@ class EventHub:
 
 
 async def follow(hub: EventHub, tenant: str, sub: Subscriber, after: str | None, limit: int,
-                 matches: Any) -> AsyncIterator[list[Event]]:
+                 matches: Any, seen: tuple[int, int, int] | None = None) -> AsyncIterator[list[Event]]:
     """The events a subscriber sees, in batches: those after `after` from the stream first (a resume), then the
     live ones, each once (an entry both read back and fanned out is skipped by id), filtered by
-    `matches(event)` (None: all)."""
-    seen: tuple[int, int, int] | None = None
+    `matches(event)` (None: all). `seen`: the last event id a caller read back itself."""
     if after is not None:
         async for page in hub.history(tenant, after, limit):
             seen = stream_id(page[-1][0]["id"])

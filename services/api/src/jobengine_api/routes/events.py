@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from jobengine.jobdata import TERMINAL
@@ -123,13 +123,47 @@ async def job_events(
         snapshot = job
     else:
         snapshot = None
+        if job["status"] in TERMINAL and not await _end_after(hub, tenant, job_id, after, ctx.settings.events_max_len):
+            # a client that saw the end reconnects (EventSource does, by itself): 204 tells it the stream is over
+            hub.unsubscribe(tenant, sub)
+            return Response(status_code=204)  # type: ignore[return-value]
 
     def matches(event: dict[str, Any]) -> bool:
         return event["job_id"] == job_id
 
-    async def stream() -> AsyncIterator[bytes]:
+    limit = ctx.settings.events_max_len
+    ended_at_get = job["status"] in TERMINAL
+
+    async def stream() -> AsyncIterator[bytes | ServerSentEvent]:
+        """The job's events in the stream after `after` (its history), then the live ones until its end. A job
+        whose history is not in the stream (written before its tenant had a listener, or trimmed) gets its
+        current state first, as one event without an id. An end in the history is the job's end only when
+        nothing of the job follows it and the job has ended: a retried job's earlier failure is history."""
         try:
-            async for batch in follow(hub, tenant, sub, after, ctx.settings.events_max_len, matches):
+            mine: list[bytes] = []
+            last_type, seen = None, None
+            async for page in hub.history(tenant, after, limit):
+                seen = stream_id(page[-1][0]["id"])
+                for event, encoded in page:
+                    if event["job_id"] == job_id:
+                        mine.append(encoded)
+                        last_type = event["type"]
+            history_ends = last_type in TERMINAL_TYPES
+            if snapshot is not None and (not mine or (ended_at_get and not history_ends)):
+                event = _snapshot_event(snapshot)
+                if not mine:  # nothing of it in the stream: its state, then what follows
+                    yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"])
+                    if ended_at_get:
+                        return
+                else:  # its end is not in the stream: what is, then its state (its end)
+                    yield b"".join(mine)
+                    yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"])
+                    return
+            if mine:
+                yield b"".join(mine)
+            if ended_at_get or (history_ends and await _ended_now(ctx, job_id, tenant)):
+                return
+            async for batch in follow(hub, tenant, sub, None, limit, matches, seen=seen):
                 end = next((i for i, (event, _) in enumerate(batch) if event["type"] in TERMINAL_TYPES), None)
                 yield b"".join(encoded for _, encoded in (batch if end is None else batch[:end + 1]))
                 if end is not None:
@@ -138,28 +172,20 @@ async def job_events(
         finally:
             hub.unsubscribe(tenant, sub)
 
-    async def with_snapshot() -> AsyncIterator[bytes | ServerSentEvent]:
-        """A job whose events are not in the stream (written before its tenant had a listener, or trimmed): its
-        current state first, as one event without an id; when it has ended so, that event alone."""
-        if snapshot is not None:
-            seen_any = seen_end = False
-            async for page in hub.history(tenant, after, ctx.settings.events_max_len):
-                mine = [e for e, _ in page if e["job_id"] == job_id]
-                seen_any = seen_any or bool(mine)
-                if any(e["type"] in TERMINAL_TYPES for e in mine):
-                    seen_end = True
-                    break
-            ended = snapshot["status"] in TERMINAL
-            if (ended and not seen_end) or not seen_any:
-                event = _snapshot_event(snapshot)
-                yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"])
-                if ended:
-                    hub.unsubscribe(tenant, sub)
-                    return
-        async for item in stream():
-            yield item
+    return _response(request, stream())
 
-    return _response(request, with_snapshot())
+
+async def _ended_now(ctx: Any, job_id: str, tenant: str | None) -> bool:
+    job = await ctx.store.get(job_id, tenant)
+    return job is None or job["status"] in TERMINAL
+
+
+async def _end_after(hub: EventHub, tenant: str, job_id: str, after: str, limit: int) -> bool:
+    """Whether the job's end event is in the stream after the event id `after`."""
+    async for page in hub.history(tenant, after, limit):
+        if any(e["job_id"] == job_id and e["type"] in TERMINAL_TYPES for e, _ in page):
+            return True
+    return False
 
 
 def _snapshot_event(job: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 (function () {
   const POLL_MS = 2000;
   const SAFETY_POLL_MS = 15000; // with the stream on: a read now and then, in case an event was missed
-  const EVENT_TYPES = ["job.queued", "job.started", "job.progress", "job.retrying", "job.finished", "job.failed", "job.canceled"];
+  const EVENT_TYPES = ["job.queued", "job.deferred", "job.started", "job.progress", "job.retrying", "job.finished", "job.failed", "job.canceled"];
   const main = document.querySelector("main[data-live]");
   if (!main) return;
   const page = main.dataset.live;
@@ -196,10 +196,23 @@
   if (!window.EventSource) return;
   const url = page === "job" ? "/v1/jobs/" + encodeURIComponent(main.dataset.job) + "/events" : "/v1/events";
   source = new EventSource(url);
-  source.onopen = function () { main.dataset.liveSource = "events"; poll(SAFETY_POLL_MS, "Live: event stream"); tick(); };
-  const onEvent = function () {
+  // overview and workers show rates and heartbeats, which no event carries: they keep reading every 2 s
+  const timed = page === "overview" || page === "workers";
+  source.onopen = function () {
+    main.dataset.liveSource = "events";
+    poll(timed ? POLL_MS : SAFETY_POLL_MS, timed ? "Live: event stream, and a read every 2 s" : "Live: event stream");
+    tick();
+  };
+  const ENDS = ["job.finished", "job.failed", "job.canceled"];
+  const onEvent = function (event) {
     main.dataset.eventsSeen = String(Number(main.dataset.eventsSeen || 0) + 1);
     soon();
+    if (page === "job" && ENDS.indexOf(event.type) >= 0) {
+      // the job's stream is over (the API closes it): no reconnect; a read now and then in case it is retried
+      source.close();
+      main.dataset.liveSource = "ended";
+      poll(SAFETY_POLL_MS, "Live: the job ended");
+    }
   };
   source.onmessage = onEvent;
   EVENT_TYPES.forEach(function (type) { source.addEventListener(type, onEvent); });
