@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from . import keys
+
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # rq.utils.utcformat
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -108,6 +110,7 @@ def build_job_hash(
     status: str,
     meta: dict[str, Any],
     now: datetime,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     stamp = utcformat(now)
     # Redis keeps a small hash as one list and finds a field by walking it from the front, so the fields the
@@ -121,6 +124,8 @@ def build_job_hash(
         "meta": orjson.dumps({"type": job_type, **meta}),
         "timeout": timeout,
     }
+    if tenant:  # read by the claim and complete scripts for each job too (its events), and by every tenant check
+        fields[keys.TENANT_FIELD] = tenant
     if retry_intervals:
         # RQ's Retry fields: retries_left counts down; intervals are fixed at submit time.
         fields["retries_left"] = len(retry_intervals)

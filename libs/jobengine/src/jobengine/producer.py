@@ -45,9 +45,8 @@ def enqueue_call(job_type: JobType, spec: JobSpec, job_id: str, now: datetime,
         timeout=spec.timeout or job_type.timeout, result_ttl=job_type.result_ttl, failure_ttl=job_type.failure_ttl,
         retry_intervals=retry.intervals(), status="scheduled" if run_at else "queued",
         meta={**(spec.meta or {}), **({"tenant": tenant} if tenant else {})}, now=now,
+        tenant=tenant,  # as the API writes it: a hash field the scripts check, and in meta
     )
-    if tenant:  # as the API writes it: a hash field the scripts check, and in meta
-        fields[keys.TENANT_FIELD] = tenant
     flat = [item for pair in fields.items() for item in pair]
     # no idempotency key, backlog limit, rate limit or tenant quota: those guard the API's callers
     # its tenant's listing index, and the shared one, which a caller with authentication off lists

@@ -112,8 +112,8 @@ def prepare_job(sub: JobOptions, job_type: JobType, settings: Settings, *, idemp
         queue=queue, timeout=sub.timeout or job_type.timeout,
         result_ttl=sub.result_ttl or job_type.result_ttl, failure_ttl=job_type.failure_ttl,
         retry_intervals=retry.intervals(), status=status, meta=meta, now=now,
+        tenant=tenant,  # a hash field too: reads, cancels and retries check it without decoding meta
     )
-    fields[keys.TENANT_FIELD] = tenant  # a hash field too: reads, cancels and retries check it without decoding meta
     idem_key = keys.idempotency(idempotency_key, tenant) if idempotency_key else ""
     rate = settings.rate_limit_per_second if key_id else 0.0
     quota = settings.tenant_quota(tenant)
