@@ -117,6 +117,10 @@ def test_signed_deliveries_log_redeliver_rotation_and_callbacks(start_api, worke
     wait_until(lambda: len(receiver.delivered()) == 5, timeout=20, message="the callback")
     last = receiver.delivered()[-1]
     assert last["verified"] and last["body"]["type"] == "job.finished" and last["body"]["data"]["job_id"] == called
+    # a job with dependencies (written by another script) keeps its callback_url too
+    waiting = submit(api, {"message": "after"}, callback_url=receiver.url, depends_on=[called])
+    wait_until(lambda: len(receiver.delivered()) == 6, timeout=20, message="the dependent job's callback")
+    assert receiver.delivered()[-1]["body"]["data"]["job_id"] == waiting and receiver.delivered()[-1]["verified"]
     assert api.client.delete(f"/v1/webhooks/{sub['id']}").status_code == 204
     assert api.client.get(f"/v1/webhooks/{sub['id']}").status_code == 404
 

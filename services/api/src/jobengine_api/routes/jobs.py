@@ -241,7 +241,7 @@ async def submit_job(request: Request) -> Response:
         ctx.limits.check_job(doc)
     sub = _validate(ctx, ctx.submissions.single, doc)
     if sub.depends_on is not None:  # (one attribute read on the plain path)
-        return await _submit_dependent(ctx, principal, sub, idempotency_key)
+        return await _submit_dependent(request, ctx, principal, sub, idempotency_key)
     with tracing.enqueue_span() as span:  # its W3C context goes into the job's meta; a no-op when tracing is off
         (job,) = _prepare(ctx, principal, [(sub, idempotency_key, fingerprint(sub) if idempotency_key else "")], span)
         if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
@@ -252,6 +252,11 @@ async def submit_job(request: Request) -> Response:
             done = Submitted(job, await ctx.store.enqueue(job))
         except OutOfMemoryError:
             raise _out_of_memory(1) from None
+    return _answer(done, done.job.status)
+
+
+def _answer(done: Submitted, status: str) -> JSONResponse:
+    """A single submit's answer: its refusal, the first job of a replay (200), or the job written (202)."""
     if (problem := done.refusal()) is not None:
         raise problem
     job, outcome = done.job, done.outcome
@@ -260,7 +265,7 @@ async def submit_job(request: Request) -> Response:
         headers["Idempotent-Replayed"] = "true"
         return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
     _count_submitted(job.queue, job.type)
-    return JSONResponse(_accepted(job, job.id, job.status), status_code=202, headers=headers)
+    return JSONResponse(_accepted(job, job.id, status), status_code=202, headers=headers)
 
 
 def _dependencies(ctx: ApiContext, sub: JobOptions) -> list[tuple[str, str]]:
@@ -280,8 +285,8 @@ def _dependencies(ctx: ApiContext, sub: JobOptions) -> list[tuple[str, str]]:
     return list(deps.items())
 
 
-async def _submit_dependent(ctx: ApiContext, principal: Principal, sub: JobOptions, idempotency_key: str | None
-                            ) -> Response:
+async def _submit_dependent(request: Request, ctx: ApiContext, principal: Principal, sub: JobOptions,
+                            idempotency_key: str | None) -> Response:
     """POST /v1/jobs with depends_on: written by flow.lua (the job deferred, its edges, queued at once when
     its dependencies have all ended well); a dependency that is not the caller's is a 404, as for a read."""
     deps = _dependencies(ctx, sub)
@@ -294,6 +299,8 @@ async def _submit_dependent(ctx: ApiContext, principal: Principal, sub: JobOptio
         _memory_guard(ctx, 1)
         if ctx.paused is not None and ctx.paused.refusing and job.queue in ctx.paused.refusing:
             raise queue_paused(job.queue)
+        if sub.callback_url is not None:
+            await _callbacks(request, ctx, principal, [(sub, job)])
         flows.as_deferred(job)
         node = scripts.FlowNodeArgs(job.keys, job.args, deps, sub.on_dependency_failure)
         try:
@@ -309,15 +316,7 @@ async def _submit_dependent(ctx: ApiContext, principal: Principal, sub: JobOptio
         assert reply.enqueue is not None
         outcome = _enqueued(job, [reply.enqueue.code, reply.enqueue.job or reply.enqueue.number,
                                   reply.enqueue.fingerprint, reply.enqueue.status], ctx.settings)
-    done = Submitted(job, outcome)
-    if (problem := done.refusal()) is not None:
-        raise problem
-    headers = {"Location": f"/v1/jobs/{outcome.id}"}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(_accepted(job, outcome.id, outcome.status), status_code=200, headers=headers)
-    _count_submitted(job.queue, job.type)
-    return JSONResponse(_accepted(job, job.id, outcome.status), status_code=202, headers=headers)
+    return _answer(Submitted(job, outcome), outcome.status)
 
 
 def submit_route() -> APIRoute:
